@@ -1,0 +1,41 @@
+"""Canary releases on Kubernetes as code: cluster, mesh, then the app and its split."""
+
+import pulumi
+
+from infra import Cluster, ClusterArgs
+from mesh import Mesh, MeshArgs
+from settings import EksCluster, load_settings
+from workloads import CanaryApp, CanaryAppArgs
+
+settings = load_settings(pulumi.Config())
+
+cluster = Cluster("cluster", ClusterArgs(settings.cluster))
+on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
+
+mesh = Mesh(
+    "mesh",
+    MeshArgs(settings.mesh, on_eks=isinstance(settings.cluster, EksCluster), schedulable=cluster.schedulable),
+    opts=on_cluster,
+)
+app = CanaryApp(
+    "app",
+    CanaryAppArgs(
+        settings.app,
+        namespace=mesh.app_namespace,
+        sidecar_injector=mesh.sidecar_injector,
+        istio_crds=mesh.istio_crds,
+    ),
+    opts=on_cluster,
+)
+
+pulumi.export("cluster_name", cluster.name)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("ingress_host", mesh.ingress_host)
+pulumi.export("traffic_split", app.traffic_split)
+pulumi.export(
+    "curl_loop",
+    mesh.ingress_host.apply(
+        lambda host: f'while true; do curl -s -H "Host: {settings.app.name}" http://{host}/; echo; sleep 0.2; done'
+    ),
+)
+pulumi.export("dashboards", mesh.dashboards)

@@ -1,0 +1,136 @@
+"""The cluster layer: an EKS cluster in its VPC, or an existing cluster from a kubeconfig.
+
+Either way it hands the other layers one Kubernetes provider and the resources that must
+exist before anything is scheduled (the node group), so they never depend on which.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from infra.network import Network, NetworkArgs, dedicated_vpc
+from settings import EksCluster, ExistingCluster
+
+NODE_POLICIES = {
+    "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "registry": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+}
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    settings: EksCluster | ExistingCluster
+
+
+class Cluster(pulumi.ComponentResource):
+    """`canary:infra:Cluster`: where the mesh and the app run."""
+
+    provider: k8s.Provider
+    name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    schedulable: list[pulumi.Resource]
+    """Resources that must exist before pods can run, and outlive them on destroy."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("canary:infra:Cluster", name, None, opts)
+        if isinstance(args.settings, EksCluster):
+            self._eks(name, args.settings)
+        else:
+            self._existing(name, args.settings)
+        self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
+
+    def _existing(self, name: str, settings: ExistingCluster) -> None:
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=settings.kubeconfig,
+            context=settings.context,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.name = pulumi.Output.from_input(settings.context or "current-context")
+        self.kubeconfig = pulumi.Output.secret(settings.kubeconfig or "$KUBECONFIG or ~/.kube/config")
+        self.schedulable = []
+
+    def _eks(self, name: str, settings: EksCluster) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        network = self._network(name, settings)
+        node_role = aws.iam.Role(
+            f"{name}-node-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(f"{name}-node-{purpose}", role=node_role.name, policy_arn=arn, opts=child)
+            for purpose, arn in NODE_POLICIES.items()
+        ]
+        # The deployer gets cluster-admin from EKS itself when the cluster is created
+        # (bootstrapClusterCreatorAdminPermissions); an access entry for the same
+        # principal would fail with ResourceInUse, so entries are for the others only.
+        admins = {
+            f"admin-{index}": eks.AccessEntryArgs(
+                principal_arn=arn,
+                access_policies={
+                    "cluster-admin": eks.AccessPolicyAssociationArgs(
+                        policy_arn=CLUSTER_ADMIN_POLICY,
+                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    )
+                },
+            )
+            for index, arn in enumerate(settings.admin_arns)
+        }
+        cluster = eks.Cluster(
+            f"{name}-eks",
+            name=settings.name,
+            version=settings.kubernetes_version,
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            private_subnet_ids=network.private_subnet_ids,
+            node_associate_public_ip_address=False,
+            skip_default_node_group=True,
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=admins,
+            opts=child,
+        )
+        node_group = eks.ManagedNodeGroup(
+            f"{name}-nodes",
+            cluster=cluster,
+            node_group_name=settings.node_group.name,
+            node_role=node_role,
+            instance_types=[settings.node_group.instance_type],
+            subnet_ids=network.private_subnet_ids,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                desired_size=settings.node_group.desired_count,
+                min_size=settings.node_group.min_count,
+                max_size=settings.node_group.max_count,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+        )
+        self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
+        # pulumi-eks v4 advises a provider of our own over cluster.provider.
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        self.name = pulumi.Output.from_input(settings.name)
+        self.schedulable = [node_group]
+
+    def _network(self, name: str, settings: EksCluster) -> Network:
+        vpc = settings.vpc
+        if vpc.vpc_id is not None:
+            return Network(
+                vpc_id=pulumi.Output.from_input(vpc.vpc_id),
+                public_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.public_subnet_ids],
+                private_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.private_subnet_ids],
+            )
+        return dedicated_vpc(name, NetworkArgs(settings.name, vpc.cidr, vpc.zone_count), parent=self)

@@ -1,0 +1,106 @@
+"""A dedicated VPC laid out as eksctl makes one.
+
+One public and one private subnet per zone; nodes live in the private subnets and reach
+out through a single NAT gateway; load balancers go in the public subnets. The subnet
+tags tell the AWS cloud controller where internet-facing and internal load balancers go.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    cluster_name: str
+    cidr: str
+    zone_count: int
+
+
+@dataclass(frozen=True)
+class Network:
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+
+
+def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
+    """Public and private subnet CIDRs: the VPC cut in eight, public ones first (as eksctl does)."""
+    blocks = [str(block) for block in ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=3)]
+    return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
+
+
+def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Network:
+    child = pulumi.ResourceOptions(parent=parent)
+    zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=parent)).names
+    if len(zones) < args.zone_count:
+        raise pulumi.RunError(f"availabilityZoneCount = {args.zone_count}: this region has only {len(zones)} zones")
+    zones = zones[: args.zone_count]
+    owned = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+
+    vpc = aws.ec2.Vpc(
+        f"{name}-vpc",
+        cidr_block=args.cidr,
+        enable_dns_hostnames=True,
+        enable_dns_support=True,
+        tags={"Name": f"{args.cluster_name}-vpc", **owned},
+        opts=child,
+    )
+    gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
+    public_routes = aws.ec2.RouteTable(
+        f"{name}-public",
+        vpc_id=vpc.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+        opts=child,
+    )
+    public_cidrs, private_cidrs = subnet_cidrs(args.cidr, args.zone_count)
+
+    public_subnets = []
+    for zone, cidr in zip(zones, public_cidrs):
+        subnet = aws.ec2.Subnet(
+            f"{name}-public-{zone}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=True,
+            tags={"Name": f"{args.cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1", **owned},
+            opts=child,
+        )
+        aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child)
+        public_subnets.append(subnet)
+
+    nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
+    nat = aws.ec2.NatGateway(
+        f"{name}-nat",
+        subnet_id=public_subnets[0].id,
+        allocation_id=nat_address.id,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[gateway]),
+    )
+    private_routes = aws.ec2.RouteTable(
+        f"{name}-private",
+        vpc_id=vpc.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+        opts=child,
+    )
+    private_subnets = []
+    for zone, cidr in zip(zones, private_cidrs):
+        subnet = aws.ec2.Subnet(
+            f"{name}-private-{zone}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            tags={"Name": f"{args.cluster_name}-private-{zone}", "kubernetes.io/role/internal-elb": "1", **owned},
+            opts=child,
+        )
+        aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child)
+        private_subnets.append(subnet)
+
+    return Network(
+        vpc_id=vpc.id,
+        public_subnet_ids=[subnet.id for subnet in public_subnets],
+        private_subnet_ids=[subnet.id for subnet in private_subnets],
+    )

@@ -1,0 +1,127 @@
+"""The mesh layer: Istio from its Helm charts, the dashboards, and the app namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mesh import charts
+from settings import MeshSettings
+
+PREEXISTING_NAMESPACES = {"default"}
+INJECTION_LABEL = {"istio-injection": "enabled"}
+
+
+@dataclass(frozen=True)
+class MeshArgs:
+    settings: MeshSettings
+    on_eks: bool
+    schedulable: Sequence[pulumi.Resource] = field(default_factory=list)
+    """Resources every pod needs first (the node group); the mesh is removed before them."""
+
+
+class Mesh(pulumi.ComponentResource):
+    """`canary:mesh:Mesh`: Istio, its ingress gateway and dashboards, and an injected app namespace."""
+
+    istio_crds: list[pulumi.Resource]
+    """What Istio objects (Gateway, DestinationRule, VirtualService) must wait for."""
+    sidecar_injector: list[pulumi.Resource]
+    """What app pods must wait for, so that every pod gets its sidecar."""
+    app_namespace: pulumi.Output[str]
+    ingress_host: pulumi.Output[str]
+    dashboards: dict[str, str]
+
+    def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("canary:mesh:Mesh", name, None, opts)
+        settings = args.settings
+        self.istio_crds = []
+        self.sidecar_injector = []
+        self.ingress_host = pulumi.Output.from_input(f"{charts.INGRESS_GATEWAY}.{charts.ISTIO_NAMESPACE}")
+        self._schedulable = list(args.schedulable)
+
+        if settings.install_istio:
+            self._install_istio(name, settings, args.on_eks)
+        self.dashboards = self._install_addons(settings)
+
+        namespace_args = {"metadata": {"name": settings.app_namespace, "labels": INJECTION_LABEL}}
+        namespace_opts = self._after(*self.sidecar_injector)
+        namespace: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
+        if settings.app_namespace in PREEXISTING_NAMESPACES:
+            namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", **namespace_args, opts=namespace_opts)
+        else:
+            namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", **namespace_args, opts=namespace_opts)
+        self.app_namespace = namespace.metadata.apply(lambda metadata: metadata.name)
+
+        self.register_outputs(
+            {"app_namespace": self.app_namespace, "ingress_host": self.ingress_host, "dashboards": self.dashboards}
+        )
+
+    def _after(self, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options for a child that waits for the nodes and for `resources`."""
+        return pulumi.ResourceOptions(parent=self, depends_on=[*self._schedulable, *resources])
+
+    def _release(self, chart: charts.Chart, values: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(
+            chart.release,
+            name=chart.release,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+            namespace=charts.ISTIO_NAMESPACE,
+            values=values,
+            # Wait for every object to be ready: istiod's webhook before any injected pod,
+            # the gateway's load balancer before its address is read.
+            skip_await=False,
+            opts=opts,
+        )
+
+    def _install_istio(self, name: str, settings: MeshSettings, on_eks: bool) -> None:
+        istio = charts.istio_charts(settings.istio_version)
+        namespace = k8s.core.v1.Namespace(f"{name}-istio-system", metadata={"name": charts.ISTIO_NAMESPACE}, opts=self._after())
+        base = self._release(istio["base"], charts.base_values(), self._after(namespace))
+        istiod = self._release(istio["istiod"], charts.istiod_values(), self._after(base))
+        # A gateway installed before istiod runs gets no proxy image (istio#35789).
+        gateway = self._release(
+            istio["gateway"],
+            charts.gateway_values(settings.ingress_service_type, on_eks),
+            self._after(istiod),
+        )
+        self.istio_crds = [base]
+        self.sidecar_injector = [istiod]
+        if settings.ingress_service_type == "LoadBalancer":
+            service = k8s.core.v1.Service.get(
+                f"{name}-ingress-service",
+                pulumi.Output.concat(gateway.status.namespace, "/", gateway.status.name),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.ingress_host = service.status.apply(_load_balancer_address)
+
+    def _install_addons(self, settings: MeshSettings) -> dict[str, str]:
+        addons = settings.addons
+        after_istio = self._after(*self.istio_crds)
+        commands = {}
+        forward = f"kubectl -n {charts.ISTIO_NAMESPACE} port-forward svc/{{service}} {{port}}:{{port}}"
+        if addons.prometheus:
+            self._release(charts.PROMETHEUS, charts.prometheus_values(), after_istio)
+            commands["prometheus"] = forward.format(service="prometheus", port=charts.PROMETHEUS_PORT)
+        if addons.grafana:
+            self._release(charts.GRAFANA, charts.grafana_values(settings.istio_version), after_istio)
+            commands["grafana"] = forward.format(service="grafana", port=charts.GRAFANA_PORT)
+        if addons.kiali:
+            self._release(charts.KIALI, charts.kiali_values(addons.grafana), after_istio)
+            commands["kiali"] = (
+                f"kubectl -n {charts.ISTIO_NAMESPACE} create token kiali && "
+                + forward.format(service="kiali", port=charts.KIALI_PORT)
+            )
+        return commands
+
+
+def _load_balancer_address(status: Any) -> str:
+    ingress = (status.load_balancer.ingress if status and status.load_balancer else None) or []
+    if not ingress:
+        return "<pending>"
+    return str(ingress[0].hostname or ingress[0].ip)

@@ -1,0 +1,349 @@
+"""Every stack setting, read and validated in one place.
+
+Defaults come from the `config:` block of Pulumi.yaml, the single place they are
+declared: the CLI applies them to real stacks, and this module applies the same ones
+when a setting is missing (unit tests under mocks, where the CLI does not run).
+All invalid values are reported together in one `SettingsError`, raised before any
+resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import pulumi
+import yaml
+
+PROJECT_FILE = Path(__file__).with_name("Pulumi.yaml")
+
+SUPPORTED_KUBERNETES_MINORS = range(32, 37)  # Istio 1.31 supports Kubernetes 1.32-1.36.
+OLDEST_ISTIO_MINOR = 28  # Older istiod fights server-side apply over its webhook (pulumi-kubernetes#2210).
+MAX_REPLICAS = 100
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# registry/path[:tag][@digest]; a tag or a digest is required so every rollout is pinned.
+IMAGE_REFERENCE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+SEMVER = re.compile(r"^1\.(\d+)\.(\d+)$")
+KUBERNETES_VERSION = re.compile(r"^1\.(\d+)$")
+
+ClusterMode = Literal["eks", "existing"]
+IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
+
+
+class SettingsError(pulumi.RunError):
+    """Invalid stack configuration; shown to the user without a stack trace."""
+
+
+class ConfigSource(Protocol):
+    """What settings need from `pulumi.Config`: the raw string of a key, or None."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Vpc:
+    """Either a dedicated VPC (cidr, zone_count) or an existing one (vpc_id and subnets)."""
+
+    cidr: str
+    zone_count: int
+    vpc_id: str | None
+    public_subnet_ids: tuple[str, ...]
+    private_subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    name: str
+    instance_type: str
+    desired_count: int
+    min_count: int
+    max_count: int
+
+
+@dataclass(frozen=True)
+class EksCluster:
+    name: str
+    kubernetes_version: str
+    vpc: Vpc
+    node_group: NodeGroup
+    admin_arns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExistingCluster:
+    kubeconfig: str | None
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Addons:
+    prometheus: bool
+    grafana: bool
+    kiali: bool
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    install_istio: bool
+    istio_version: str
+    ingress_service_type: IngressServiceType
+    addons: Addons
+    app_namespace: str
+
+
+@dataclass(frozen=True)
+class AppVersion:
+    """One version of the app: its `version` label, image and replica count."""
+
+    label: str
+    image: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    name: str
+    namespace: str
+    stable: AppVersion
+    canary: AppVersion
+    canary_weight: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster: EksCluster | ExistingCluster
+    mesh: MeshSettings
+    app: AppSettings
+
+
+@cache
+def declared_settings() -> dict[str, dict[str, Any]]:
+    """The `config:` declarations of Pulumi.yaml, by key."""
+    project = yaml.safe_load(PROJECT_FILE.read_text())
+    declarations: dict[str, dict[str, Any]] = project["config"]
+    return declarations
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads raw values, applies declared defaults and collects every problem found."""
+
+    def __init__(self, source: ConfigSource) -> None:
+        self._source = source
+        self.problems: list[str] = []
+
+    def _raw(self, key: str) -> str:
+        declaration = declared_settings()[key]  # KeyError: every setting must be declared.
+        value = self._source.get(key)
+        if value is None:
+            default = declaration["default"]
+            return json.dumps(default) if isinstance(default, (list, bool)) else str(default)
+        return value
+
+    def fail(self, key: str, value: object, allowed: str) -> None:
+        self.problems.append(f"{key} = {json.dumps(value)}: {allowed}")
+
+    def checked(self, key: str, parse: Callable[[str], T | None], allowed: str, fallback: T) -> T:
+        raw = self._raw(key)
+        try:
+            parsed = parse(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            self.fail(key, raw, allowed)
+            return fallback
+        return parsed
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        def parse(raw: str) -> int | None:
+            text = raw.strip()
+            if not re.fullmatch(r"[+-]?\d+", text):
+                return None
+            number = int(text)
+            return number if low <= number <= high else None
+
+        return self.checked(key, parse, f"must be an integer from {low} to {high}", low)
+
+    def boolean(self, key: str) -> bool:
+        words = {"true": True, "false": False}
+        return self.checked(key, lambda raw: words.get(raw.strip().lower()), "must be true or false", False)
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        return self.checked(
+            key, lambda raw: raw if raw in allowed else None, f"must be one of {', '.join(allowed)}", allowed[0]
+        )
+
+    def matching(self, key: str, pattern: re.Pattern[str], allowed: str) -> str:
+        return self.checked(key, lambda raw: raw if pattern.fullmatch(raw) else None, allowed, "")
+
+    def text(self, key: str) -> str:
+        return self._raw(key).strip()
+
+    def string_list(self, key: str, pattern: re.Pattern[str], allowed: str) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...] | None:
+            values = json.loads(raw)
+            if not isinstance(values, list) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in values):
+                return None
+            return tuple(values)
+
+        return self.checked(key, parse, f"must be a list of {allowed}", ())
+
+
+def _kubernetes_version(raw: str) -> str | None:
+    match = KUBERNETES_VERSION.fullmatch(raw)
+    return raw if match and int(match.group(1)) in SUPPORTED_KUBERNETES_MINORS else None
+
+
+def _istio_version(raw: str) -> str | None:
+    match = SEMVER.fullmatch(raw)
+    return raw if match and int(match.group(1)) >= OLDEST_ISTIO_MINOR else None
+
+
+def _image(raw: str) -> str | None:
+    match = IMAGE_REFERENCE.fullmatch(raw)
+    if not match or not (match.group("tag") or match.group("digest")) or match.group("tag") == "latest":
+        return None
+    return raw
+
+
+def _vpc_cidr(raw: str) -> str | None:
+    network = ipaddress.ip_network(raw, strict=True)
+    return raw if network.version == 4 and 16 <= network.prefixlen <= 20 else None
+
+
+def _read_vpc(read: _Reader) -> Vpc:
+    cidr = read.checked("vpcCidr", _vpc_cidr, "must be an IPv4 network from /16 to /20, e.g. 192.168.0.0/16", "")
+    zone_count = read.integer("availabilityZoneCount", 2, 6)
+    vpc_id = read.text("vpcId") or None
+    subnet_rule = "subnet IDs (subnet-0123abcd...)"
+    public = read.string_list("publicSubnetIds", AWS_ID, subnet_rule)
+    private = read.string_list("privateSubnetIds", AWS_ID, subnet_rule)
+    if vpc_id is None:
+        if public or private:
+            read.fail("vpcId", "", "must be set when publicSubnetIds or privateSubnetIds are given")
+    elif not AWS_ID.fullmatch(vpc_id) or not vpc_id.startswith("vpc-"):
+        read.fail("vpcId", vpc_id, "must be a VPC ID like vpc-0123abcd, or empty to create a VPC")
+    else:
+        for key, subnets in (("publicSubnetIds", public), ("privateSubnetIds", private)):
+            if len(subnets) < 2:
+                read.fail(key, list(subnets), "must list at least 2 subnets in different zones when vpcId is set")
+    return Vpc(cidr, zone_count, vpc_id, public, private)
+
+
+def _read_node_group(read: _Reader) -> NodeGroup:
+    group = NodeGroup(
+        name=read.matching("nodeGroupName", DNS_LABEL, "must be lowercase letters, digits and '-'"),
+        instance_type=read.matching("nodeInstanceType", INSTANCE_TYPE, "must be an EC2 instance type like t3a.medium"),
+        desired_count=read.integer("nodeDesiredCount", 0, 450),
+        min_count=read.integer("nodeMinCount", 0, 450),
+        max_count=read.integer("nodeMaxCount", 1, 450),
+    )
+    if not group.min_count <= group.desired_count <= group.max_count:
+        read.fail(
+            "nodeDesiredCount",
+            group.desired_count,
+            f"must satisfy nodeMinCount ({group.min_count}) <= nodeDesiredCount <= nodeMaxCount ({group.max_count})",
+        )
+    return group
+
+
+def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
+    mode = read.choice("clusterMode", ("eks", "existing"))
+    kubeconfig = read.text("kubeconfig") or None
+    context = read.text("kubeContext") or None
+    if mode == "existing":
+        return ExistingCluster(kubeconfig, context)
+    for key, value in (("kubeconfig", kubeconfig), ("kubeContext", context)):
+        if value is not None:
+            read.fail(key, value, "is only used with clusterMode existing; set clusterMode to existing or unset it")
+    return EksCluster(
+        name=read.matching("clusterName", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"), "must be 1-100 letters, digits, '-' or '_'"),
+        kubernetes_version=read.checked(
+            "kubernetesVersion",
+            _kubernetes_version,
+            f"must be a Kubernetes minor version from 1.{SUPPORTED_KUBERNETES_MINORS.start} "
+            f"to 1.{SUPPORTED_KUBERNETES_MINORS.stop - 1}, e.g. 1.35",
+            "",
+        ),
+        vpc=_read_vpc(read),
+        node_group=_read_node_group(read),
+        admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+    )
+
+
+def _read_mesh(read: _Reader, app_namespace: str) -> MeshSettings:
+    service_type = read.choice("ingressServiceType", ("LoadBalancer", "NodePort", "ClusterIP"))
+    mesh = MeshSettings(
+        install_istio=read.boolean("installIstio"),
+        istio_version=read.checked(
+            "istioVersion", _istio_version, f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1", ""
+        ),
+        ingress_service_type=service_type,  # type: ignore[arg-type]  # checked by choice()
+        addons=Addons(prometheus=read.boolean("prometheus"), grafana=read.boolean("grafana"), kiali=read.boolean("kiali")),
+        app_namespace=app_namespace,
+    )
+    for dashboard in ("grafana", "kiali"):
+        if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
+            read.fail(dashboard, True, "needs prometheus = true (it shows Prometheus' metrics); turn it off or turn prometheus on")
+    return mesh
+
+
+def _read_version(read: _Reader, role: str) -> AppVersion:
+    return AppVersion(
+        label=read.matching(f"{role}Version", DNS_LABEL, "must be lowercase letters, digits and '-', e.g. v2"),
+        image=read.checked(
+            f"{role}Image", _image, "must be an image reference pinned by tag or digest (not :latest), e.g. repo/app:v2", ""
+        ),
+        replicas=read.integer(f"{role}Replicas", 0, MAX_REPLICAS),
+    )
+
+
+def _read_app(read: _Reader) -> AppSettings:
+    app = AppSettings(
+        name=read.matching("appName", DNS_LABEL, "must be lowercase letters, digits and '-' (a DNS label)"),
+        namespace=read.matching("appNamespace", DNS_LABEL, "must be a namespace name (a DNS label)"),
+        stable=_read_version(read, "stable"),
+        canary=_read_version(read, "canary"),
+        canary_weight=read.integer("canaryWeight", 0, 100),
+    )
+    if app.stable.label and app.stable.label == app.canary.label:
+        read.fail("canaryVersion", app.canary.label, "must differ from stableVersion")
+    longest = max(len(app.stable.label), len(app.canary.label))
+    if app.name and len(app.name) + 1 + longest > 63:
+        read.fail("appName", app.name, f"must leave room for '-<version>' within 63 characters ({63 - 1 - longest} here)")
+    if app.canary_weight > 0 and app.canary.replicas == 0:
+        read.fail("canaryReplicas", 0, f"must be at least 1 while canaryWeight ({app.canary_weight}) sends it traffic")
+    if app.canary_weight < 100 and app.stable.replicas == 0:
+        read.fail("stableReplicas", 0, f"must be at least 1 while canaryWeight ({app.canary_weight}) leaves it traffic")
+    return app
+
+
+def load_settings(source: ConfigSource) -> Settings:
+    """Read and validate every setting; raise one SettingsError listing every problem."""
+    read = _Reader(source)
+    cluster = _read_cluster(read)
+    app = _read_app(read)
+    mesh = _read_mesh(read, app.namespace)
+    if read.problems:
+        details = "\n".join(f"  - {problem}" for problem in read.problems)
+        raise SettingsError(
+            f"invalid stack configuration (nothing was changed):\n{details}\n"
+            "Fix with `pulumi config set <key> <value>`; see Pulumi.yaml for every setting."
+        )
+    return Settings(cluster=cluster, mesh=mesh, app=app)

@@ -1,0 +1,5 @@
+"""Workloads layer: the stable and canary versions of the app and their Istio routing."""
+
+from workloads.canary_app import CanaryApp, CanaryAppArgs
+
+__all__ = ["CanaryApp", "CanaryAppArgs"]

@@ -1,0 +1,65 @@
+"""The workloads layer: two versions of the app behind one Service, split by Istio."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from settings import AppSettings
+from workloads import manifests
+
+ISTIO_NETWORKING = "networking.istio.io/v1"
+
+
+@dataclass(frozen=True)
+class CanaryAppArgs:
+    settings: AppSettings
+    namespace: pulumi.Input[str]
+    """The app namespace as the mesh created or labelled it, so the app follows it."""
+    sidecar_injector: Sequence[pulumi.Resource] = field(default_factory=list)
+    istio_crds: Sequence[pulumi.Resource] = field(default_factory=list)
+
+
+class CanaryApp(pulumi.ComponentResource):
+    """`canary:workloads:CanaryApp`: stable and canary Deployments, their Service and routing."""
+
+    traffic_split: dict[str, int]
+
+    def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("canary:workloads:CanaryApp", name, None, opts)
+        app = args.settings
+
+        def in_namespace(manifest: manifests.Manifest) -> manifests.Manifest:
+            return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
+
+        for version in (app.stable, app.canary):
+            manifest = in_namespace(manifests.deployment(app, version))
+            k8s.apps.v1.Deployment(
+                manifests.workload_name(app, version),
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.sidecar_injector)),
+            )
+        service = in_namespace(manifests.service(app))
+        k8s.core.v1.Service(app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self))
+
+        istio_objects = {
+            "Gateway": manifests.gateway(),
+            "DestinationRule": in_namespace(manifests.destination_rule(app)),
+            "VirtualService": in_namespace(manifests.virtual_service(app)),
+        }
+        for kind, manifest in istio_objects.items():
+            k8s.apiextensions.CustomResource(
+                manifest["metadata"]["name"],
+                api_version=ISTIO_NETWORKING,
+                kind=kind,
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.istio_crds)),
+            )
+
+        self.traffic_split = manifests.traffic_split(app)
+        self.register_outputs({"traffic_split": self.traffic_split})

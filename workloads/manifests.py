@@ -1,0 +1,103 @@
+"""The app's Kubernetes and Istio objects as plain data (metadata and spec).
+
+Pure functions of the settings, so they are validated against the Kubernetes and Istio
+schemas in tests, and so a weight change provably touches only the VirtualService.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from settings import AppSettings, AppVersion
+
+ISTIO_NAMESPACE = "istio-system"
+GATEWAY_NAME = "default-gateway"
+HTTP_PORT = 80
+HEALTH_PATH = "/health"
+Manifest = dict[str, Any]
+
+
+def workload_name(app: AppSettings, version: AppVersion) -> str:
+    return f"{app.name}-{version.label}"
+
+
+def version_labels(app: AppSettings, version: AppVersion) -> dict[str, str]:
+    return {"app": app.name, "version": version.label}
+
+
+def deployment(app: AppSettings, version: AppVersion) -> Manifest:
+    labels = version_labels(app, version)
+    probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT}}
+    container = {
+        "name": workload_name(app, version),
+        "image": version.image,
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "livenessProbe": probe,
+        "readinessProbe": probe,
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "128Mi"},
+        },
+    }
+    return {
+        "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
+        "spec": {
+            "replicas": version.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+def service(app: AppSettings) -> Manifest:
+    return {
+        "metadata": {"name": app.name, "namespace": app.namespace, "labels": {"app": app.name}},
+        "spec": {"ports": [{"name": "http", "port": HTTP_PORT}], "selector": {"app": app.name}},
+    }
+
+
+def gateway() -> Manifest:
+    return {
+        "metadata": {"name": GATEWAY_NAME, "namespace": ISTIO_NAMESPACE},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [{"hosts": ["*"], "port": {"name": "http", "number": HTTP_PORT, "protocol": "HTTP"}}],
+        },
+    }
+
+
+def destination_rule(app: AppSettings) -> Manifest:
+    return {
+        "metadata": {"name": f"{app.name}-dest-rule", "namespace": app.namespace},
+        "spec": {
+            "host": app.name,
+            "subsets": [
+                {"name": version.label, "labels": {"version": version.label}} for version in (app.stable, app.canary)
+            ],
+        },
+    }
+
+
+def traffic_split(app: AppSettings) -> dict[str, int]:
+    """Percent of requests per version label; always sums to 100."""
+    return {app.stable.label: 100 - app.canary_weight, app.canary.label: app.canary_weight}
+
+
+def virtual_service(app: AppSettings) -> Manifest:
+    # `mesh` as well as the ingress gateway, so calls from inside the mesh split too.
+    return {
+        "metadata": {"name": f"{app.name}-virtual-svc", "namespace": app.namespace},
+        "spec": {
+            "hosts": [app.name],
+            "gateways": [f"{ISTIO_NAMESPACE}/{GATEWAY_NAME}", "mesh"],
+            "http": [
+                {
+                    "route": [
+                        {"destination": {"host": app.name, "subset": label}, "weight": weight}
+                        for label, weight in traffic_split(app).items()
+                    ]
+                }
+            ],
+        },
+    }
