@@ -117,7 +117,8 @@ class Cluster(pulumi.ComponentResource):
                 min_size=settings.node_group.min_count,
                 max_size=settings.node_group.max_count,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            # A resource reference input records no dependency; destroy must remove nodes before the cluster.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *attachments]),
         )
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         # pulumi-eks v4 advises a provider of our own over cluster.provider.

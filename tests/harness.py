@@ -14,7 +14,9 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor, _ensure_event_loop
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "canary"
@@ -74,6 +76,20 @@ class ProgramRun:
         return resolve(value)
 
 
+def plain(value: Any, keep_secrets: bool = False) -> Any:
+    """Wire properties as plain data: resource references become "<resource URN>", secrets {"secret": value}."""
+    if isinstance(value, dict):
+        signature = value.get(rpc._special_sig_key)
+        if signature == rpc._special_resource_sig:
+            return f"<resource {value['urn']}>"
+        if signature == rpc._special_secret_sig and not keep_secrets:
+            return {"secret": plain(value["value"])}
+        return {key: plain(item, keep_secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item, keep_secrets) for item in value]
+    return value
+
+
 def resolve(value: Any) -> Any:
     if isinstance(value, pulumi.Output):
         return pulumi.runtime.sync_await._sync_await(value.future())
@@ -97,7 +113,6 @@ class RecordingMonitor(MockMonitor):
         self.run = run
 
     def _record(self, request: Any, read: bool) -> None:
-        _ensure_event_loop()  # deserializing resource references needs one on this thread
         self.run.resources.append(
             Registered(
                 type=request.type,
@@ -107,15 +122,28 @@ class RecordingMonitor(MockMonitor):
                 provider=request.provider,
                 dependencies=list(request.dependencies),
                 custom=read or request.custom,
-                inputs=rpc.deserialize_properties(request.properties if read else request.object),
+                inputs=plain(json_format.MessageToDict(request.properties if read else request.object)),
                 read=read,
             )
         )
 
     def RegisterResource(self, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            self._record(request, read=False)
-        return super().RegisterResource(request)
+        # Unlike the stock mock monitor, never rebuild resource objects from references
+        # (that schedules RPCs on this worker thread's event loop and breaks the run):
+        # the mocks see a reference as its URN, as the engine would store it.
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        self._record(request, read=False)
+        inputs = plain(json_format.MessageToDict(request.object), keep_secrets=True)
+        id_, state = self.mocks.new_resource(
+            pulumi.runtime.MockResourceArgs(
+                typ=request.type, name=request.name, inputs=inputs, provider=request.provider, custom=request.custom
+            )
+        )
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+        state_proto = pulumi.runtime.sync_await._sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=state_proto)
 
     def ReadResource(self, request: Any) -> Any:
         self._record(request, read=True)
@@ -136,9 +164,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         return {}
 
 
-def run_program(config: dict[str, str] | None = None, preview: bool = False) -> ProgramRun:
-    """Run __main__.py with these settings (keys without the project prefix)."""
-    run = ProgramRun()
+def run_program(config: dict[str, str] | None = None, preview: bool = False, run: ProgramRun | None = None) -> ProgramRun:
+    """Run __main__.py with these settings (keys without the project prefix), recording into `run`."""
+    run = run if run is not None else ProgramRun()
     mocks = CloudMocks(run)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=preview, monitor=RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in (config or {}).items()})
@@ -149,3 +177,16 @@ def run_program(config: dict[str, str] | None = None, preview: bool = False) -> 
 
     program()
     return run
+
+
+class DictConfig:
+    """A ConfigSource of raw strings, as `pulumi.Config().get` returns them."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self.values = values or {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+
+EXISTING_CLUSTER = {"clusterMode": "existing", "kubeconfig": "/tmp/kubeconfig.yaml", "kubeContext": "kind-canary"}

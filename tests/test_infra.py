@@ -1,0 +1,131 @@
+"""Cluster layer: the EKS stack as eksctl makes it, or nothing of AWS on an existing cluster."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from harness import EXISTING_CLUSTER, ZONES, ProgramRun, run_program
+
+from infra.network import subnet_cidrs
+
+PROVIDER = "pulumi:providers:kubernetes"
+
+
+@pytest.fixture(scope="module")
+def eks_run() -> ProgramRun:
+    return run_program({"canaryWeight": "10"})
+
+
+def test_dedicated_vpc_has_public_and_private_subnets_in_two_zones(eks_run: ProgramRun) -> None:
+    (vpc,) = eks_run.of_type("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["cidrBlock"] == "192.168.0.0/16"
+    subnets = eks_run.of_type("aws:ec2/subnet:Subnet")
+    public = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"]
+    private = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"]
+    assert len(public) == len(private) == 2
+    assert {s.inputs["availabilityZone"] for s in public} == set(ZONES[:2])
+    assert all(s.inputs["mapPublicIpOnLaunch"] for s in public)
+    assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in private)
+    assert len(eks_run.of_type("aws:ec2/natGateway:NatGateway")) == 1
+
+
+def test_subnets_do_not_overlap() -> None:
+    public, private = subnet_cidrs("192.168.0.0/16", 3)
+    networks = [ipaddress.ip_network(cidr) for cidr in public + private]
+    assert len(networks) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :])
+
+
+def test_eks_cluster_uses_api_authentication_and_no_default_node_group(eks_run: ProgramRun) -> None:
+    cluster = eks_run.named("cluster-eks")
+    assert cluster.type == "eks:index:Cluster"
+    assert cluster.inputs["name"] == "dev-cluster"
+    assert cluster.inputs["version"] == "1.35"
+    assert cluster.inputs["authenticationMode"] == "API"
+    assert cluster.inputs["skipDefaultNodeGroup"] is True
+    assert cluster.inputs["nodeAssociatePublicIpAddress"] is False
+    assert len(cluster.inputs["privateSubnetIds"]) == len(cluster.inputs["publicSubnetIds"]) == 2
+
+
+def test_managed_node_group_is_the_seeds_default_pool(eks_run: ProgramRun) -> None:
+    nodes = eks_run.named("cluster-nodes")
+    assert nodes.type == "eks:index:ManagedNodeGroup"
+    assert nodes.inputs["nodeGroupName"] == "default-pool"
+    assert nodes.inputs["instanceTypes"] == ["t3a.medium"]
+    assert nodes.inputs["scalingConfig"] == {"desiredSize": 3, "minSize": 0, "maxSize": 4}
+    assert nodes.inputs["cluster"] == f"<resource {eks_run.named('cluster-eks').urn}>"
+    assert all(subnet.startswith("cluster-private-") for subnet in nodes.inputs["subnetIds"])
+    policies = {r.inputs["policyArn"].rsplit("/", 1)[1] for r in eks_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert policies == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
+
+
+def test_extra_admins_get_access_entries() -> None:
+    arn = "arn:aws:iam::123456789012:role/platform-team"
+    run = run_program({"clusterAdminArns": f'["{arn}"]'})
+    entries = run.named("cluster-eks").inputs["accessEntries"]
+    assert [entry["principalArn"] for entry in entries.values()] == [arn]
+
+
+def test_every_kubernetes_resource_uses_the_clusters_provider(eks_run: ProgramRun) -> None:
+    (provider,) = eks_run.of_type(PROVIDER)
+    assert provider.name == "cluster-k8s"
+    assert eks_run.depends_on(provider, eks_run.named("cluster-eks")), "the provider's kubeconfig comes from the cluster"
+    kubernetes = [r for r in eks_run.resources if r.type.startswith("kubernetes:")]
+    assert len(kubernetes) >= 12
+    for resource in kubernetes:
+        assert eks_run.provider_of(resource).urn == provider.urn, resource.name
+
+
+def test_mesh_waits_for_nodes_so_destroy_removes_the_load_balancer_first(eks_run: ProgramRun) -> None:
+    """Destroy runs in reverse: whatever depends on the node group is deleted before it, the cluster and the VPC."""
+    nodes, cluster = eks_run.named("cluster-nodes"), eks_run.named("cluster-eks")
+    gateway = eks_run.named("istio-ingressgateway")
+    assert eks_run.depends_on(gateway, nodes)
+    assert eks_run.depends_on(nodes, cluster)
+    assert eks_run.depends_on(cluster, eks_run.of_type("aws:ec2/subnet:Subnet")[0])
+    for release in eks_run.of_type("kubernetes:helm.sh/v3:Release"):
+        assert eks_run.depends_on(release, nodes), release.name
+
+
+def test_existing_vpc_is_used_as_is() -> None:
+    run = run_program(
+        {
+            "vpcId": "vpc-0123abcd",
+            "publicSubnetIds": '["subnet-0000000a", "subnet-0000000b"]',
+            "privateSubnetIds": '["subnet-0000000c", "subnet-0000000d"]',
+        }
+    )
+    assert not [r for r in run.resources if r.type.startswith("aws:ec2/")]
+    cluster = run.named("cluster-eks").inputs
+    assert cluster["vpcId"] == "vpc-0123abcd"
+    assert cluster["privateSubnetIds"] == ["subnet-0000000c", "subnet-0000000d"]
+
+
+def test_existing_cluster_declares_no_aws_resource() -> None:
+    run = run_program(EXISTING_CLUSTER)
+    assert not [r for r in run.resources if r.type.startswith(("aws:", "eks:"))]
+    assert run.invokes == []
+    (provider,) = run.of_type(PROVIDER)
+    assert provider.inputs["kubeconfig"] == "/tmp/kubeconfig.yaml"
+    assert provider.inputs["context"] == "kind-canary"
+    for resource in run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert run.provider_of(resource).urn == provider.urn, resource.name
+
+
+def test_stack_outputs(eks_run: ProgramRun) -> None:
+    module = eks_run.module
+    assert eks_run.output(module["cluster"].name) == "dev-cluster"
+    kubeconfig = module["cluster"].kubeconfig
+    assert pulumi_is_secret(kubeconfig)
+    assert module["app"].traffic_split == {"v1": 90, "v2": 10}
+    curl = eks_run.output(module["mesh"].ingress_host.apply(lambda host: host))
+    assert curl == "canary-nlb.elb.example.test"
+
+
+def pulumi_is_secret(output: object) -> bool:
+    import pulumi
+
+    assert isinstance(output, pulumi.Output)
+    return bool(pulumi.runtime.sync_await._sync_await(output.is_secret()))

@@ -1,0 +1,128 @@
+"""Mesh: Istio's charts in the order that works, wired dashboards, the injected namespace."""
+
+from __future__ import annotations
+
+import pytest
+from harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
+
+from mesh import charts
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+@pytest.fixture(scope="module")
+def eks_run() -> ProgramRun:
+    return run_program({"canaryWeight": "10"})
+
+
+@pytest.fixture(scope="module")
+def local_run() -> ProgramRun:
+    return run_program({**EXISTING_CLUSTER, "ingressServiceType": "NodePort"})
+
+
+def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run: ProgramRun) -> None:
+    for release, chart in (("istio-base", "base"), ("istiod", "istiod"), ("istio-ingressgateway", "gateway")):
+        inputs = eks_run.named(release).inputs
+        assert inputs["chart"] == chart
+        assert inputs["version"] == "1.31.1"
+        assert inputs["repositoryOpts"]["repo"] == charts.ISTIO_CHARTS
+        assert inputs["namespace"] == "istio-system"
+        assert inputs["name"] == release, "release names are fixed: the gateway Service is named after its release"
+
+
+def test_istio_installs_crds_then_istiod_then_the_gateway(eks_run: ProgramRun) -> None:
+    base, istiod, gateway = (eks_run.named(name) for name in ("istio-base", "istiod", "istio-ingressgateway"))
+    assert eks_run.depends_on(base, eks_run.named("mesh-istio-system"))
+    assert eks_run.depends_on(istiod, base)
+    assert eks_run.depends_on(gateway, istiod)
+    assert not eks_run.depends_on(base, istiod)
+    for release in (base, istiod, gateway):
+        assert release.inputs.get("skipAwait", False) is False, "each release waits until its objects are ready"
+
+
+def test_gateway_is_the_seeds_ingress_gateway_behind_an_nlb_on_eks(eks_run: ProgramRun, local_run: ProgramRun) -> None:
+    values = eks_run.named("istio-ingressgateway").inputs["values"]
+    assert values["labels"]["istio"] == "ingressgateway"
+    assert values["service"]["type"] == "LoadBalancer"
+    assert values["service"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    local = local_run.named("istio-ingressgateway").inputs["values"]["service"]
+    assert local == {"type": "NodePort", "annotations": {}}
+
+
+def test_istio_objects_wait_for_crds_and_pods_for_the_injector(eks_run: ProgramRun) -> None:
+    base, istiod = eks_run.named("istio-base"), eks_run.named("istiod")
+    for name in ("default-gateway", "nginx-dest-rule", "nginx-virtual-svc"):
+        assert eks_run.depends_on(eks_run.named(name), base), name
+    for name in ("nginx-v1", "nginx-v2"):
+        deployment = eks_run.named(name)
+        assert eks_run.depends_on(deployment, istiod), name
+        assert eks_run.depends_on(deployment, eks_run.named("mesh-app-namespace")), name
+
+
+def test_app_namespace_is_labelled_for_injection(eks_run: ProgramRun) -> None:
+    patch = eks_run.named("mesh-app-namespace")
+    assert patch.type == "kubernetes:core/v1:NamespacePatch", "the default namespace exists: label it, never own it"
+    assert patch.inputs["metadata"] == {"name": "default", "labels": {"istio-injection": "enabled"}}
+
+
+def test_other_app_namespace_is_created_with_the_label() -> None:
+    run = run_program({**EXISTING_CLUSTER, "appNamespace": "shop"})
+    namespace = run.named("mesh-app-namespace")
+    assert namespace.type == "kubernetes:core/v1:Namespace"
+    assert namespace.inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
+    assert run.named("nginx-v1").inputs["metadata"]["namespace"] == "shop"
+
+
+def test_addons_are_pinned_and_wired_together(eks_run: ProgramRun) -> None:
+    releases = {r.name: r.inputs for r in eks_run.of_type(RELEASE)}
+    for chart in (charts.PROMETHEUS, charts.GRAFANA, charts.KIALI):
+        inputs = releases[chart.release]
+        assert (inputs["chart"], inputs["repositoryOpts"]["repo"]) == (chart.chart, chart.repo)
+        assert inputs["version"] == chart.version and chart.version[0].isdigit(), "addon charts are pinned"
+    prometheus = releases["prometheus"]["values"]["server"]
+    assert prometheus["fullnameOverride"] == "prometheus" and prometheus["service"]["servicePort"] == 9090
+    assert charts.prometheus_url() == "http://prometheus.istio-system:9090"
+    grafana = releases["grafana"]["values"]
+    assert grafana["datasources"]["datasources.yaml"]["datasources"][0]["url"] == charts.prometheus_url()
+    dashboards = grafana["dashboards"]["istio"]
+    assert {"istio-mesh", "istio-service", "istio-workload", "istio-control-plane"} <= dashboards.keys()
+    assert all("/istio/istio/1.31.1/" in dashboard["url"] for dashboard in dashboards.values())
+    kiali = releases["kiali"]["values"]["external_services"]
+    assert kiali["prometheus"]["url"] == charts.prometheus_url()
+    assert kiali["grafana"]["internal_url"] == charts.grafana_url() and kiali["grafana"]["enabled"] is True
+
+
+def test_dashboards_are_reachable_only_by_port_forward(eks_run: ProgramRun) -> None:
+    releases = {r.name: r.inputs for r in eks_run.of_type(RELEASE)}
+    assert releases["grafana"]["values"]["service"]["type"] == "ClusterIP"
+    assert releases["kiali"]["values"]["auth"]["strategy"] != "anonymous"
+    commands = eks_run.module["mesh"].dashboards
+    assert commands.keys() == {"prometheus", "grafana", "kiali"}
+    assert "port-forward svc/kiali 20001:20001" in commands["kiali"]
+
+
+def test_addons_switch_off() -> None:
+    run = run_program({**EXISTING_CLUSTER, "prometheus": "false", "grafana": "false", "kiali": "false"})
+    assert {r.name for r in run.of_type(RELEASE)} == {"istio-base", "istiod", "istio-ingressgateway"}
+    assert run.module["mesh"].dashboards == {}
+
+
+def test_kiali_without_grafana_is_told_so() -> None:
+    run = run_program({**EXISTING_CLUSTER, "grafana": "false"})
+    assert run.named("kiali").inputs["values"]["external_services"]["grafana"]["enabled"] is False
+
+
+def test_existing_istio_is_not_installed_again() -> None:
+    run = run_program({**EXISTING_CLUSTER, "installIstio": "false", "prometheus": "false", "grafana": "false", "kiali": "false"})
+    assert run.of_type(RELEASE) == []
+    assert [r for r in run.resources if r.name == "mesh-istio-system"] == []
+    assert run.named("mesh-app-namespace").inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
+    assert run.named("nginx-v1").dependencies == [run.named("mesh-app-namespace").urn]
+
+
+def test_ingress_address_is_read_from_the_gateway_service(eks_run: ProgramRun, local_run: ProgramRun) -> None:
+    (service,) = [r for r in eks_run.resources if r.read]
+    assert service.type == "kubernetes:core/v1:Service"
+    assert eks_run.output(eks_run.module["mesh"].ingress_host) == LOAD_BALANCER_HOST
+    assert local_run.output(local_run.module["mesh"].ingress_host) == "istio-ingressgateway.istio-system"
+    assert [r for r in local_run.resources if r.read] == []

@@ -1,0 +1,171 @@
+"""Settings: defaults, every bad value rejected with a clear message, nothing registered."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+
+from settings import (
+    EksCluster,
+    ExistingCluster,
+    SettingsError,
+    declared_settings,
+    load_settings,
+)
+
+BAD_VALUES = [
+    # key, value, what the message must say is allowed
+    ("canaryWeight", "-1", "integer from 0 to 100"),
+    ("canaryWeight", "101", "integer from 0 to 100"),
+    ("canaryWeight", "150", "integer from 0 to 100"),
+    ("canaryWeight", "10.5", "integer from 0 to 100"),
+    ("canaryWeight", "ten", "integer from 0 to 100"),
+    ("canaryWeight", "", "integer from 0 to 100"),
+    ("clusterMode", "gke", "one of eks, existing"),
+    ("kubernetesVersion", "1.20", "from 1.32 to 1.36"),
+    ("kubernetesVersion", "latest", "from 1.32 to 1.36"),
+    ("clusterName", "dev cluster", "letters, digits"),
+    ("vpcCidr", "192.168.0.0/8", "IPv4 network from /16 to /20"),
+    ("vpcCidr", "not-a-cidr", "IPv4 network from /16 to /20"),
+    ("availabilityZoneCount", "1", "integer from 2 to 6"),
+    ("vpcId", "my-vpc", "VPC ID like vpc-0123abcd"),
+    ("publicSubnetIds", '["subnet-0123abcd"]', "must be set when publicSubnetIds"),  # reported on vpcId
+    ("privateSubnetIds", "not json", "list of subnet IDs"),
+    ("clusterAdminArns", '["alice"]', "IAM role or user ARNs"),
+    ("nodeGroupName", "Default_Pool", "lowercase letters"),
+    ("nodeInstanceType", "big", "EC2 instance type"),
+    ("nodeDesiredCount", "three", "integer from 0 to 450"),
+    ("nodeDesiredCount", "5", "nodeMinCount (0) <= nodeDesiredCount <= nodeMaxCount (4)"),
+    ("nodeMinCount", "4", "nodeMinCount (4) <= nodeDesiredCount <= nodeMaxCount (4)"),  # on nodeDesiredCount
+    ("nodeMaxCount", "0", "integer from 1 to 450"),
+    ("installIstio", "yes", "true or false"),
+    ("istioVersion", "1.20.0", "Istio release 1.28.0 or later"),
+    ("istioVersion", "1.31", "Istio release 1.28.0 or later"),
+    ("ingressServiceType", "Ingress", "one of LoadBalancer, NodePort, ClusterIP"),
+    ("prometheus", "maybe", "true or false"),
+    ("appNamespace", "Default", "namespace name"),
+    ("appName", "nginx_app", "DNS label"),
+    ("appName", "a" * 62, "room for '-<version>'"),
+    ("stableVersion", "V1", "lowercase letters"),
+    ("canaryVersion", "v1", "must differ from stableVersion"),
+    ("stableImage", "quay.io/shardul/nginx", "pinned by tag or digest"),
+    ("canaryImage", "quay.io/shardul/nginx:latest", "pinned by tag or digest"),
+    ("canaryImage", "Not An Image", "pinned by tag or digest"),
+    ("stableReplicas", "-1", "integer from 0 to 100"),
+    ("canaryReplicas", "101", "integer from 0 to 100"),
+    ("canaryReplicas", "0", "at least 1 while canaryWeight"),  # with canaryWeight > 0 below
+]
+EXTRA = {"canaryReplicas": {"canaryWeight": "10"}}
+REPORTED_ON = {"publicSubnetIds": "vpcId", "nodeMinCount": "nodeDesiredCount"}
+
+
+def message_for(config: dict[str, str]) -> str:
+    with pytest.raises(SettingsError) as failure:
+        load_settings(DictConfig(config))
+    return str(failure.value)
+
+
+def test_defaults_are_the_seed_walkthrough() -> None:
+    settings = load_settings(DictConfig())
+    assert isinstance(settings.cluster, EksCluster)
+    group = settings.cluster.node_group
+    assert (group.name, group.instance_type, group.desired_count, group.min_count, group.max_count) == (
+        "default-pool",
+        "t3a.medium",
+        3,
+        0,
+        4,
+    )
+    app = settings.app
+    assert (app.name, app.namespace, app.canary_weight) == ("nginx", "default", 0)
+    assert (app.stable.label, app.stable.image, app.stable.replicas) == ("v1", "quay.io/shardul/nginx:v1", 1)
+    assert (app.canary.label, app.canary.image, app.canary.replicas) == ("v2", "quay.io/shardul/nginx:v2", 1)
+    assert settings.mesh.install_istio and settings.mesh.istio_version.startswith("1.31.")
+
+
+def test_every_declared_setting_has_type_default_and_description() -> None:
+    for key, declaration in declared_settings().items():
+        assert {"type", "default", "description"} <= declaration.keys(), key
+
+
+def test_dev_stack_is_the_seed_cluster() -> None:
+    import yaml
+    from harness import PROJECT_DIR
+
+    dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
+    assert dev["aws:region"] == "us-east-1"
+    values = {key.split(":", 1)[1]: str(value) for key, value in dev.items() if key.startswith("canary:")}
+    settings = load_settings(DictConfig(values))
+    assert settings.app.canary_weight == 10
+    assert isinstance(settings.cluster, EksCluster)
+    assert settings.cluster.node_group.instance_type == "t3a.medium"
+
+
+@pytest.mark.parametrize("weight", range(0, 101))
+def test_every_weight_from_0_to_100_is_accepted(weight: int) -> None:
+    assert load_settings(DictConfig({"canaryWeight": str(weight)})).app.canary_weight == weight
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[f"{k}={v[:20]!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_is_named_with_what_is_allowed(key: str, value: str, allowed: str) -> None:
+    message = message_for({key: value, **EXTRA.get(key, {})})
+    named = REPORTED_ON.get(key, key)
+    assert re.search(rf"^  - {named} = ", message, re.MULTILINE), message
+    if named == key:
+        assert f"{key} = {json.dumps(value)}:" in message or f"{key} = {value}:" in message, message
+    assert allowed in message, message
+    assert "nothing was changed" in message
+
+
+def test_all_problems_are_reported_together() -> None:
+    message = message_for({"canaryWeight": "ten", "stableImage": "nginx"})
+    assert "canaryWeight" in message and "stableImage" in message
+
+
+def test_existing_cluster_mode_reads_kubeconfig_and_context() -> None:
+    settings = load_settings(DictConfig(EXISTING_CLUSTER))
+    assert settings.cluster == ExistingCluster("/tmp/kubeconfig.yaml", "kind-canary")
+
+
+def test_kubeconfig_without_existing_mode_is_refused() -> None:
+    assert "set clusterMode to existing" in message_for({"kubeContext": "kind-canary"})
+
+
+def test_existing_vpc_needs_two_subnets_of_each_kind() -> None:
+    message = message_for({"vpcId": "vpc-0123abcd", "publicSubnetIds": '["subnet-0123abcd"]'})
+    assert "publicSubnetIds" in message and "privateSubnetIds" in message
+
+
+def test_dashboards_need_prometheus() -> None:
+    assert "needs prometheus = true" in message_for({"prometheus": "false"})
+    load_settings(DictConfig({"prometheus": "false", "grafana": "false", "kiali": "false"}))
+
+
+def test_full_weight_needs_no_stable_replicas() -> None:
+    load_settings(DictConfig({"canaryWeight": "100", "stableReplicas": "0"}))
+    assert "stableReplicas" in message_for({"canaryWeight": "99", "stableReplicas": "0"})
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[f"{k}={v[:20]!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_stops_the_program_before_any_resource(key: str, value: str, allowed: str) -> None:
+    run = ProgramRun()
+    with pytest.raises(SettingsError, match=re.escape(allowed)):
+        run_program({key: value, **EXTRA.get(key, {})}, run=run)
+    assert run.resources == [] and run.invokes == []
+
+
+def test_bad_value_in_existing_mode_registers_nothing() -> None:
+    run = ProgramRun()
+    with pytest.raises(SettingsError):
+        run_program({**EXISTING_CLUSTER, "canaryWeight": "150"}, run=run)
+    assert run.resources == []
+
+
+def test_recording_sees_resources_of_a_good_config() -> None:
+    """The check above is only meaningful if the same recording sees a valid program's resources."""
+    run = ProgramRun()
+    run_program({**EXISTING_CLUSTER, "canaryWeight": "50"}, run=run)
+    assert len(run.resources) > 10

@@ -1,0 +1,118 @@
+"""Workloads: the seed's objects and names, the split, and promotion as a config change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+
+from settings import load_settings
+from workloads import manifests
+
+ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]
+
+
+@pytest.fixture(scope="module")
+def eks_run() -> ProgramRun:
+    return run_program({"canaryWeight": "10"})
+
+
+def route_weights(virtual_service: dict[str, Any]) -> dict[str, int]:
+    return {
+        route["destination"]["subset"]: int(route["weight"]) for route in virtual_service["spec"]["http"][0]["route"]
+    }
+
+
+def test_deployments_are_the_seeds(eks_run: ProgramRun) -> None:
+    for version in ("v1", "v2"):
+        deployment = eks_run.named(f"nginx-{version}").inputs
+        labels = {"app": "nginx", "version": version}
+        assert deployment["metadata"]["name"] == f"nginx-{version}"
+        assert deployment["metadata"]["namespace"] == "default"
+        assert deployment["spec"]["selector"]["matchLabels"] == labels
+        assert deployment["spec"]["template"]["metadata"]["labels"] == labels
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"quay.io/shardul/nginx:{version}"
+        assert container["ports"] == [{"name": "http", "containerPort": 80}]
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/health", "port": 80}
+
+
+def test_service_gateway_and_destination_rule_are_the_seeds(eks_run: ProgramRun) -> None:
+    service = eks_run.named("nginx").inputs
+    assert service["spec"] == {"ports": [{"name": "http", "port": 80}], "selector": {"app": "nginx"}}
+    gateway = eks_run.named("default-gateway").inputs
+    assert gateway["metadata"] == {"name": "default-gateway", "namespace": "istio-system"}
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert gateway["spec"]["servers"] == [{"hosts": ["*"], "port": {"name": "http", "number": 80, "protocol": "HTTP"}}]
+    rule = eks_run.named("nginx-dest-rule").inputs
+    assert rule["spec"] == {
+        "host": "nginx",
+        "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
+    }
+    assert {r.type for r in eks_run.resources if r.name in {"default-gateway", "nginx-dest-rule", "nginx-virtual-svc"}} == set(
+        ISTIO_TYPES
+    )
+
+
+def test_virtual_service_splits_90_10_at_the_gateway_and_in_the_mesh(eks_run: ProgramRun) -> None:
+    virtual_service = eks_run.named("nginx-virtual-svc").inputs
+    assert virtual_service["spec"]["hosts"] == ["nginx"]
+    assert virtual_service["spec"]["gateways"] == ["istio-system/default-gateway", "mesh"]
+    assert route_weights(virtual_service) == {"v1": 90, "v2": 10}
+    assert eks_run.module["app"].traffic_split == {"v1": 90, "v2": 10}
+
+
+@pytest.mark.parametrize("weight", range(0, 101))
+def test_every_weight_sums_to_100_and_the_canary_gets_it(weight: int) -> None:
+    app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
+    weights = route_weights(manifests.virtual_service(app))
+    assert sum(weights.values()) == 100
+    assert weights == {"v1": 100 - weight, "v2": weight}
+
+
+@pytest.mark.parametrize("weight", [0, 1, 50, 99, 100])
+def test_the_program_routes_the_configured_weight(weight: int) -> None:
+    run = run_program({**EXISTING_CLUSTER, "canaryWeight": str(weight)})
+    assert route_weights(run.named("nginx-virtual-svc").inputs) == {"v1": 100 - weight, "v2": weight}
+
+
+def inputs_by_urn(run: ProgramRun) -> dict[str, Any]:
+    return {r.urn: (r.inputs, sorted(r.dependencies), r.provider.rsplit("::", 1)[0]) for r in run.resources}
+
+
+@pytest.mark.parametrize("mode", [{}, EXISTING_CLUSTER], ids=["eks", "existing"])
+def test_changing_only_the_weight_changes_only_the_virtual_service(mode: dict[str, str]) -> None:
+    before = inputs_by_urn(run_program({**mode, "canaryWeight": "10"}))
+    after = inputs_by_urn(run_program({**mode, "canaryWeight": "25"}))
+    assert before.keys() == after.keys(), "a weight change must not create or delete resources"
+    changed = [urn for urn in before if before[urn] != after[urn]]
+    assert [urn.rsplit("::", 1)[1] for urn in changed] == ["nginx-virtual-svc"]
+
+
+def test_promotion_is_a_config_change() -> None:
+    """v2 becomes stable, v1 is retired, v3 is the next canary: objects follow the versions."""
+    run = run_program(
+        {
+            **EXISTING_CLUSTER,
+            "stableVersion": "v2",
+            "stableImage": "quay.io/shardul/nginx:v2",
+            "canaryVersion": "v3",
+            "canaryImage": "quay.io/shardul/nginx:v3",
+            "canaryWeight": "0",
+        }
+    )
+    deployments = {r.name for r in run.of_type("kubernetes:apps/v1:Deployment")}
+    assert deployments == {"nginx-v2", "nginx-v3"}
+    assert route_weights(run.named("nginx-virtual-svc").inputs) == {"v2": 100, "v3": 0}
+    subsets = [subset["name"] for subset in run.named("nginx-dest-rule").inputs["spec"]["subsets"]]
+    assert subsets == ["v2", "v3"]
+
+
+def test_app_name_replicas_and_namespace_come_from_config() -> None:
+    run = run_program({**EXISTING_CLUSTER, "appName": "shop", "appNamespace": "store", "canaryReplicas": "3"})
+    deployment = run.named("shop-v2").inputs
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["metadata"]["namespace"] == "store"
+    assert run.named("shop-virtual-svc").inputs["spec"]["hosts"] == ["shop"]
