@@ -273,7 +273,9 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         if value is not None:
             read.fail(key, value, "is only used with clusterMode existing; set clusterMode to existing or unset it")
     return EksCluster(
-        name=read.matching("clusterName", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"), "must be 1-100 letters, digits, '-' or '_'"),
+        name=read.matching(
+            "clusterName", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"), "must be 1-100 letters, digits, '-' or '_'"
+        ),
         kubernetes_version=read.checked(
             "kubernetesVersion",
             _kubernetes_version,
@@ -292,15 +294,24 @@ def _read_mesh(read: _Reader, app_namespace: str) -> MeshSettings:
     mesh = MeshSettings(
         install_istio=read.boolean("installIstio"),
         istio_version=read.checked(
-            "istioVersion", _istio_version, f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1", ""
+            "istioVersion",
+            _istio_version,
+            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1",
+            "",
         ),
         ingress_service_type=service_type,  # type: ignore[arg-type]  # checked by choice()
-        addons=Addons(prometheus=read.boolean("prometheus"), grafana=read.boolean("grafana"), kiali=read.boolean("kiali")),
+        addons=Addons(
+            prometheus=read.boolean("prometheus"), grafana=read.boolean("grafana"), kiali=read.boolean("kiali")
+        ),
         app_namespace=app_namespace,
     )
     for dashboard in ("grafana", "kiali"):
         if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
-            read.fail(dashboard, True, "needs prometheus = true (it shows Prometheus' metrics); turn it off or turn prometheus on")
+            read.fail(
+                dashboard,
+                True,
+                "needs prometheus = true (it shows Prometheus' metrics); turn it off or turn prometheus on",
+            )
     return mesh
 
 
@@ -308,7 +319,10 @@ def _read_version(read: _Reader, role: str) -> AppVersion:
     return AppVersion(
         label=read.matching(f"{role}Version", DNS_LABEL, "must be lowercase letters, digits and '-', e.g. v2"),
         image=read.checked(
-            f"{role}Image", _image, "must be an image reference pinned by tag or digest (not :latest), e.g. repo/app:v2", ""
+            f"{role}Image",
+            _image,
+            "must be an image reference pinned by tag or digest (not :latest), e.g. repo/app:v2",
+            "",
         ),
         replicas=read.integer(f"{role}Replicas", 0, MAX_REPLICAS),
     )
@@ -326,7 +340,9 @@ def _read_app(read: _Reader) -> AppSettings:
         read.fail("canaryVersion", app.canary.label, "must differ from stableVersion")
     longest = max(len(app.stable.label), len(app.canary.label))
     if app.name and len(app.name) + 1 + longest > 63:
-        read.fail("appName", app.name, f"must leave room for '-<version>' within 63 characters ({63 - 1 - longest} here)")
+        read.fail(
+            "appName", app.name, f"must leave room for '-<version>' within 63 characters ({63 - 1 - longest} here)"
+        )
     if app.canary_weight > 0 and app.canary.replicas == 0:
         read.fail("canaryReplicas", 0, f"must be at least 1 while canaryWeight ({app.canary_weight}) sends it traffic")
     if app.canary_weight < 100 and app.stable.replicas == 0:

@@ -60,7 +60,7 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
     public_cidrs, private_cidrs = subnet_cidrs(args.cidr, args.zone_count)
 
     public_subnets = []
-    for zone, cidr in zip(zones, public_cidrs):
+    for zone, cidr in zip(zones, public_cidrs, strict=True):
         subnet = aws.ec2.Subnet(
             f"{name}-public-{zone}",
             vpc_id=vpc.id,
@@ -70,7 +70,9 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
             tags={"Name": f"{args.cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1", **owned},
             opts=child,
         )
-        aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child)
+        aws.ec2.RouteTableAssociation(
+            f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+        )
         public_subnets.append(subnet)
 
     nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
@@ -87,7 +89,7 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
         opts=child,
     )
     private_subnets = []
-    for zone, cidr in zip(zones, private_cidrs):
+    for zone, cidr in zip(zones, private_cidrs, strict=True):
         subnet = aws.ec2.Subnet(
             f"{name}-private-{zone}",
             vpc_id=vpc.id,
@@ -96,7 +98,9 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
             tags={"Name": f"{args.cluster_name}-private-{zone}", "kubernetes.io/role/internal-elb": "1", **owned},
             opts=child,
         )
-        aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child)
+        aws.ec2.RouteTableAssociation(
+            f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child
+        )
         private_subnets.append(subnet)
 
     return Network(

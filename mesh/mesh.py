@@ -47,14 +47,17 @@ class Mesh(pulumi.ComponentResource):
             self._install_istio(name, settings, args.on_eks)
         self.dashboards = self._install_addons(settings)
 
-        namespace_args = {"metadata": {"name": settings.app_namespace, "labels": INJECTION_LABEL}}
-        namespace_opts = self._after(*self.sidecar_injector)
+        name_ = settings.app_namespace
+        labelled = self._after(*self.sidecar_injector)
         namespace: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
-        if settings.app_namespace in PREEXISTING_NAMESPACES:
-            namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", **namespace_args, opts=namespace_opts)
+        if name_ in PREEXISTING_NAMESPACES:
+            metadata_patch = k8s.meta.v1.ObjectMetaPatchArgs(name=name_, labels=INJECTION_LABEL)
+            namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", metadata=metadata_patch, opts=labelled)
         else:
-            namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", **namespace_args, opts=namespace_opts)
-        self.app_namespace = namespace.metadata.apply(lambda metadata: metadata.name)
+            metadata = k8s.meta.v1.ObjectMetaArgs(name=name_, labels=INJECTION_LABEL)
+            namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=labelled)
+        # The name once the namespace carries its label, so the app waits for it.
+        self.app_namespace = namespace.metadata.apply(lambda _: name_)
 
         self.register_outputs(
             {"app_namespace": self.app_namespace, "ingress_host": self.ingress_host, "dashboards": self.dashboards}
@@ -64,7 +67,9 @@ class Mesh(pulumi.ComponentResource):
         """Options for a child that waits for the nodes and for `resources`."""
         return pulumi.ResourceOptions(parent=self, depends_on=[*self._schedulable, *resources])
 
-    def _release(self, chart: charts.Chart, values: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    def _release(
+        self, chart: charts.Chart, values: dict[str, Any], opts: pulumi.ResourceOptions
+    ) -> k8s.helm.v3.Release:
         return k8s.helm.v3.Release(
             chart.release,
             name=chart.release,
@@ -81,7 +86,9 @@ class Mesh(pulumi.ComponentResource):
 
     def _install_istio(self, name: str, settings: MeshSettings, on_eks: bool) -> None:
         istio = charts.istio_charts(settings.istio_version)
-        namespace = k8s.core.v1.Namespace(f"{name}-istio-system", metadata={"name": charts.ISTIO_NAMESPACE}, opts=self._after())
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-istio-system", metadata=k8s.meta.v1.ObjectMetaArgs(name=charts.ISTIO_NAMESPACE), opts=self._after()
+        )
         base = self._release(istio["base"], charts.base_values(), self._after(namespace))
         istiod = self._release(istio["istiod"], charts.istiod_values(), self._after(base))
         # A gateway installed before istiod runs gets no proxy image (istio#35789).
@@ -113,9 +120,8 @@ class Mesh(pulumi.ComponentResource):
             commands["grafana"] = forward.format(service="grafana", port=charts.GRAFANA_PORT)
         if addons.kiali:
             self._release(charts.KIALI, charts.kiali_values(addons.grafana), after_istio)
-            commands["kiali"] = (
-                f"kubectl -n {charts.ISTIO_NAMESPACE} create token kiali && "
-                + forward.format(service="kiali", port=charts.KIALI_PORT)
+            commands["kiali"] = f"kubectl -n {charts.ISTIO_NAMESPACE} create token kiali && " + forward.format(
+                service="kiali", port=charts.KIALI_PORT
             )
         return commands
 

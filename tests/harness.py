@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
 from google.protobuf import json_format
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
 
@@ -101,7 +101,9 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
     if type_ == "eks:index:Cluster":
         return {"kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}'}
     if type_ == "kubernetes:helm.sh/v3:Release":
-        return {"status": {"name": inputs.get("name", name), "namespace": inputs.get("namespace", ""), "status": "deployed"}}
+        return {
+            "status": {"name": inputs.get("name", name), "namespace": inputs.get("namespace", ""), "status": "deployed"}
+        }
     if type_ == "kubernetes:core/v1:Service":
         return {"status": {"loadBalancer": {"ingress": [{"hostname": LOAD_BALANCER_HOST}]}}}
     return {}
@@ -141,13 +143,13 @@ class RecordingMonitor(MockMonitor):
                 typ=request.type, name=request.name, inputs=inputs, provider=request.provider, custom=request.custom
             )
         )
-        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
         state_proto = pulumi.runtime.sync_await._sync_await(rpc.serialize_properties(state, {}))
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=state_proto)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=state_proto)
 
     def ReadResource(self, request: Any) -> Any:
         self._record(request, read=True)
-        return super().ReadResource(request)
+        return super().ReadResource(request)  # type: ignore[no-untyped-call]
 
 
 class CloudMocks(pulumi.runtime.Mocks):
@@ -157,21 +159,23 @@ class CloudMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return f"{args.name}-id", {**args.inputs, **fake_outputs(args.typ, args.name, args.inputs)}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.run.invokes.append(args.token)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}
-        return {}
+            return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}, []
+        return {}, []
 
 
-def run_program(config: dict[str, str] | None = None, preview: bool = False, run: ProgramRun | None = None) -> ProgramRun:
+def run_program(
+    config: dict[str, str] | None = None, preview: bool = False, run: ProgramRun | None = None
+) -> ProgramRun:
     """Run __main__.py with these settings (keys without the project prefix), recording into `run`."""
     run = run if run is not None else ProgramRun()
     mocks = CloudMocks(run)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=preview, monitor=RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in (config or {}).items()})
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> None:
         run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
 

@@ -56,7 +56,10 @@ def test_managed_node_group_is_the_seeds_default_pool(eks_run: ProgramRun) -> No
     assert nodes.inputs["scalingConfig"] == {"desiredSize": 3, "minSize": 0, "maxSize": 4}
     assert nodes.inputs["cluster"] == f"<resource {eks_run.named('cluster-eks').urn}>"
     assert all(subnet.startswith("cluster-private-") for subnet in nodes.inputs["subnetIds"])
-    policies = {r.inputs["policyArn"].rsplit("/", 1)[1] for r in eks_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    policies = {
+        r.inputs["policyArn"].rsplit("/", 1)[1]
+        for r in eks_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
     assert policies == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
 
 
@@ -70,7 +73,9 @@ def test_extra_admins_get_access_entries() -> None:
 def test_every_kubernetes_resource_uses_the_clusters_provider(eks_run: ProgramRun) -> None:
     (provider,) = eks_run.of_type(PROVIDER)
     assert provider.name == "cluster-k8s"
-    assert eks_run.depends_on(provider, eks_run.named("cluster-eks")), "the provider's kubeconfig comes from the cluster"
+    assert eks_run.depends_on(provider, eks_run.named("cluster-eks")), (
+        "the provider's kubeconfig comes from the cluster"
+    )
     kubernetes = [r for r in eks_run.resources if r.type.startswith("kubernetes:")]
     assert len(kubernetes) >= 12
     for resource in kubernetes:

@@ -113,7 +113,9 @@ def test_kiali_without_grafana_is_told_so() -> None:
 
 
 def test_existing_istio_is_not_installed_again() -> None:
-    run = run_program({**EXISTING_CLUSTER, "installIstio": "false", "prometheus": "false", "grafana": "false", "kiali": "false"})
+    run = run_program(
+        {**EXISTING_CLUSTER, "installIstio": "false", "prometheus": "false", "grafana": "false", "kiali": "false"}
+    )
     assert run.of_type(RELEASE) == []
     assert [r for r in run.resources if r.name == "mesh-istio-system"] == []
     assert run.named("mesh-app-namespace").inputs["metadata"]["labels"] == {"istio-injection": "enabled"}

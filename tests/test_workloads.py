@@ -51,9 +51,9 @@ def test_service_gateway_and_destination_rule_are_the_seeds(eks_run: ProgramRun)
         "host": "nginx",
         "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
     }
-    assert {r.type for r in eks_run.resources if r.name in {"default-gateway", "nginx-dest-rule", "nginx-virtual-svc"}} == set(
-        ISTIO_TYPES
-    )
+    assert {
+        r.type for r in eks_run.resources if r.name in {"default-gateway", "nginx-dest-rule", "nginx-virtual-svc"}
+    } == set(ISTIO_TYPES)
 
 
 def test_virtual_service_splits_90_10_at_the_gateway_and_in_the_mesh(eks_run: ProgramRun) -> None:

@@ -44,7 +44,9 @@ class CanaryApp(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.sidecar_injector)),
             )
         service = in_namespace(manifests.service(app))
-        k8s.core.v1.Service(app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self))
+        k8s.core.v1.Service(
+            app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
+        )
 
         istio_objects = {
             "Gateway": manifests.gateway(),
