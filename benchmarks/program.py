@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from harness import EXISTING_CLUSTER, run_program  # noqa: E402
+from tests.harness import EXISTING_CLUSTER, run_program  # noqa: E402
 
 CONFIGS = {
     "eks (seed dev stack)": {"canaryWeight": "10"},

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from harness import PROJECT_DIR
-
 from settings import declared_settings
+from tests.harness import PROJECT_DIR
 
 
 def test_readme_lists_every_setting_with_its_default() -> None:

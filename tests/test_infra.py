@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from harness import EXISTING_CLUSTER, ZONES, ProgramRun, run_program
 
 from infra.network import subnet_cidrs
+from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, run_program
 
 PROVIDER = "pulumi:providers:kubernetes"
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from harness import PROJECT_DIR
+
+from tests.harness import PROJECT_DIR
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
 
 from mesh import charts
+from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 

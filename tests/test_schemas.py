@@ -13,9 +13,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from cloudcoil.models.istio.networking import v1 as istio_networking
-from harness import DictConfig, ProgramRun, run_program
 
 from settings import load_settings
+from tests.harness import DictConfig, ProgramRun, run_program
 
 KUBERNETES_VERSION = load_settings(DictConfig()).cluster.kubernetes_version  # type: ignore[union-attr]
 ISTIO_MODELS: dict[str, Any] = {

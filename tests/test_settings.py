@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 
 from settings import (
     EksCluster,
@@ -15,6 +14,7 @@ from settings import (
     declared_settings,
     load_settings,
 )
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 
 BAD_VALUES = [
     # key, value, what the message must say is allowed
@@ -93,7 +93,8 @@ def test_every_declared_setting_has_type_default_and_description() -> None:
 
 def test_dev_stack_is_the_seed_cluster() -> None:
     import yaml
-    from harness import PROJECT_DIR
+
+    from tests.harness import PROJECT_DIR
 
     dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
     assert dev["aws:region"] == "us-east-1"

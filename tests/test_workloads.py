@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 
 from settings import load_settings
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 from workloads import manifests
 
 ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]

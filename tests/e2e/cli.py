@@ -1,0 +1,106 @@
+"""Running the real CLIs (pulumi, kubectl, the project's scripts) with every command logged."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CommandLog:
+    """Every command and its whole output, in the test log and in a file for debugging."""
+
+    path: Path
+
+    def record(self, argv: list[str], result: subprocess.CompletedProcess[str], seconds: float) -> None:
+        entry = (
+            f"$ {shlex.join(argv)}\n(exit {result.returncode}, {seconds:.1f} s)\n"
+            f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}\n"
+        )
+        print(entry)
+        with self.path.open("a") as log:
+            log.write(entry)
+
+
+def run(
+    argv: list[str], log: CommandLog, env: dict[str, str] | None = None, check: bool = True, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    start = time.monotonic()
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    log.record(argv, result, time.monotonic() - start)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{shlex.join(argv)} failed with exit {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+@dataclass
+class Kubectl:
+    kubeconfig: str
+    env: dict[str, str]
+    log: CommandLog
+
+    def __call__(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["kubectl", "--kubeconfig", self.kubeconfig, *args]
+        if stdin is None:
+            return run(argv, self.log, self.env, check)
+        start = time.monotonic()
+        result = subprocess.run(argv, input=stdin, env=self.env, capture_output=True, text=True, check=False)
+        self.log.record([*argv, "<", "stdin"], result, time.monotonic() - start)
+        assert not check or result.returncode == 0, result.stderr
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        self(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )
+
+
+PROGRAM = ["Pulumi.yaml", "__main__.py", "settings.py", "infra", "mesh", "workloads"]
+
+
+def copy_project(destination: Path) -> Path:
+    """The program's files as they are in the repo, so stack files never land in the checkout."""
+    destination.mkdir()
+    for name in PROGRAM:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / name)
+    (destination / "venv").symlink_to(ROOT / "venv")
+    return destination
+
+
+@dataclass
+class Stack:
+    """A fresh stack of this project on a throw-away local backend, driven by the real CLI."""
+
+    name: str
+    project: Path
+    env: dict[str, str]
+    log: CommandLog
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = ["pulumi", *args, "--stack", self.name, "--non-interactive"]
+        return run(argv, self.log, self.env, check, cwd=self.project)
+
+    def preview(self) -> dict[str, Any]:
+        return dict(json.loads(self("preview", "--json").stdout))
+
+    def set_config(self, key: str, value: str) -> None:
+        self("config", "set", key, value)

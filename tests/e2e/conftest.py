@@ -1,0 +1,94 @@
+"""The end-to-end tier: the real Pulumi CLI drives the real program against a local control plane.
+
+scripts/toolchain provides the pinned CLI, Kubernetes provider and control plane (built
+or reused from its cache); scripts/local-cluster runs the control plane on loopback.
+Istio cannot be installed here (its charts cannot be downloaded), so the stack runs in
+existing-cluster mode with installIstio=false, on a cluster that has Istio's CRDs and
+the istio-system namespace, as a cluster with Istio would.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, run
+from tests.e2e.istio_crds import istio_crds
+
+LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def command_log() -> CommandLog:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR / f"e2e-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    return CommandLog(path)
+
+
+@pytest.fixture(scope="session")
+def toolchain(command_log: CommandLog) -> dict[str, str]:
+    """PATH and PULUMI_HOME with the pinned tools; the provider registered for the SDK's version."""
+    pulumi_home = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain")) / "pulumi-home"
+    env = {**os.environ, "PULUMI_HOME": str(pulumi_home)}
+    sdk_version = importlib.metadata.version("pulumi_kubernetes")
+    result = run(
+        ["scripts/toolchain", "--print-path", f"--install-plugin={sdk_version}", "pulumi", "cluster"], command_log, env
+    )
+    bin_dir = result.stdout.strip().splitlines()[-1]
+    return {"PATH": f"{bin_dir}:{ROOT / 'venv/bin'}:{os.environ['PATH']}", "PULUMI_HOME": str(pulumi_home)}
+
+
+@pytest.fixture(scope="session")
+def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kubectl]:
+    """The local control plane, with what an Istio installation leaves: its CRDs and namespace."""
+    env = {**os.environ, **toolchain}
+    started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
+    kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
+    kubectl = Kubectl(kubeconfig, env, command_log)
+    kubectl.apply([*istio_crds(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}])
+    for crd in istio_crds():
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd['metadata']['name']}")
+    yield kubectl
+    if started_here and not os.environ.get("CANARY_KEEP_CLUSTER"):
+        run(["scripts/local-cluster", "stop"], command_log, env, check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    toolchain: dict[str, str], cluster: Kubectl, command_log: CommandLog, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("pulumi")
+    (workdir / "backend").mkdir()
+    env = {
+        **os.environ,
+        **toolchain,
+        "PULUMI_BACKEND_URL": f"file://{workdir / 'backend'}",
+        "PULUMI_CONFIG_PASSPHRASE": "e2e-only-passphrase",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+    }
+    stack = Stack("e2e", copy_project(workdir / "project"), env, command_log)
+    run(["pulumi", "stack", "init", "e2e", "--non-interactive"], command_log, env, cwd=stack.project)
+    settings = {
+        "clusterMode": "existing",
+        "kubeconfig": cluster.kubeconfig,
+        "installIstio": "false",  # Istio's charts cannot be downloaded here; the CRDs are in place
+        "prometheus": "false",
+        "grafana": "false",
+        "kiali": "false",
+    }
+    for key, value in settings.items():
+        stack.set_config(key, value)
+    yield stack
+    stack("destroy", "--yes", check=False)  # a no-op once the lifecycle test destroyed it
