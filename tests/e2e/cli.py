@@ -60,15 +60,6 @@ class Kubectl:
     def get(self, *args: str) -> Any:
         return json.loads(self("get", *args, "-o", "json").stdout)
 
-    def apply(self, objects: list[dict[str, Any]]) -> None:
-        self(
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
-        )
-
 
 PROGRAM = ["Pulumi.yaml", "__main__.py", "settings.py", "infra", "mesh", "workloads"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, run
-from tests.e2e.istio_crds import istio_crds
 
 LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
 
@@ -56,9 +56,9 @@ def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kube
     started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
     kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
     kubectl = Kubectl(kubeconfig, env, command_log)
-    kubectl.apply([*istio_crds(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}])
-    for crd in istio_crds():
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd['metadata']['name']}")
+    footprint = run([sys.executable, "scripts/istio_crds.py"], command_log, env).stdout
+    kubectl("apply", "--server-side", "-f", "-", stdin=footprint)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app=istio-pilot")
     yield kubectl
     if started_here and not os.environ.get("CANARY_KEEP_CLUSTER"):
         run(["scripts/local-cluster", "stop"], command_log, env, check=False)
