@@ -39,6 +39,8 @@ AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
 IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 SEMVER = re.compile(r"^1\.(\d+)\.(\d+)$")
 KUBERNETES_VERSION = re.compile(r"^1\.(\d+)$")
+CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+WORLD = "0.0.0.0/0"
 
 ClusterMode = Literal["eks", "existing"]
 IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
@@ -81,6 +83,12 @@ class EksCluster:
     vpc: Vpc
     node_group: NodeGroup
     admin_arns: tuple[str, ...]
+    api_access_cidrs: tuple[str, ...]
+    """Networks that reach the public API endpoint; empty turns the public endpoint off."""
+
+    @property
+    def api_open_to_world(self) -> bool:
+        return WORLD in self.api_access_cidrs
 
 
 @dataclass(frozen=True)
@@ -227,8 +235,17 @@ def _vpc_cidr(raw: str) -> str | None:
     return raw if network.version == 4 and 16 <= network.prefixlen <= 20 else None
 
 
+def _cidr_list(raw: str) -> tuple[str, ...] | None:
+    values = json.loads(raw)
+    if not isinstance(values, list) or not all(isinstance(v, str) and CIDR.fullmatch(v) for v in values):
+        return None
+    for value in values:
+        ipaddress.ip_network(value, strict=True)  # ValueError: host bits set or out of range
+    return tuple(values)
+
+
 def _read_vpc(read: _Reader) -> Vpc:
-    cidr = read.checked("vpcCidr", _vpc_cidr, "must be an IPv4 network from /16 to /20, e.g. 192.168.0.0/16", "")
+    cidr = read.checked("vpcCidr", _vpc_cidr, "must be an IPv4 network from /16 to /20 (a.b.c.d/16 to a.b.c.d/20)", "")
     zone_count = read.integer("availabilityZoneCount", 2, 6)
     vpc_id = read.text("vpcId") or None
     subnet_rule = "subnet IDs (subnet-0123abcd...)"
@@ -286,6 +303,9 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         vpc=_read_vpc(read),
         node_group=_read_node_group(read),
         admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+        api_access_cidrs=read.checked(
+            "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
+        ),
     )
 
 

@@ -23,6 +23,9 @@ NODE_POLICIES = {
     "registry": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
+PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
+PUBLIC_ENDPOINT_EXPLICIT = "open-to-world-by-stack-config"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Cluster(pulumi.ComponentResource):
 
     def _eks(self, name: str, settings: EksCluster) -> None:
         child = pulumi.ResourceOptions(parent=self)
+        if settings.api_open_to_world:
+            pulumi.log.warn("apiAccessCidrs includes 0.0.0.0/0: the EKS API endpoint is reachable from anywhere")
         network = self._network(name, settings)
         node_role = aws.iam.Role(
             f"{name}-node-role",
@@ -103,6 +108,12 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
             access_entries=admins,
+            enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            endpoint_private_access=True,
+            endpoint_public_access=bool(settings.api_access_cidrs),
+            public_access_cidrs=list(settings.api_access_cidrs) or None,
+            # Lets the policy pack tell an explicit choice from an oversight.
+            cluster_tags={PUBLIC_ENDPOINT_TAG: PUBLIC_ENDPOINT_EXPLICIT} if settings.api_open_to_world else None,
             opts=child,
         )
         node_group = eks.ManagedNodeGroup(

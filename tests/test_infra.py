@@ -7,9 +7,11 @@ import ipaddress
 import pytest
 
 from infra.network import subnet_cidrs
+from settings import declared_settings
 from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, run_program
 
 PROVIDER = "pulumi:providers:kubernetes"
+DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def eks_run() -> ProgramRun:
 
 def test_dedicated_vpc_has_public_and_private_subnets_in_two_zones(eks_run: ProgramRun) -> None:
     (vpc,) = eks_run.of_type("aws:ec2/vpc:Vpc")
-    assert vpc.inputs["cidrBlock"] == "192.168.0.0/16"
+    assert vpc.inputs["cidrBlock"] == DEFAULT_VPC_CIDR
     subnets = eks_run.of_type("aws:ec2/subnet:Subnet")
     public = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"]
     private = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"]
@@ -31,7 +33,7 @@ def test_dedicated_vpc_has_public_and_private_subnets_in_two_zones(eks_run: Prog
 
 
 def test_subnets_do_not_overlap() -> None:
-    public, private = subnet_cidrs("192.168.0.0/16", 3)
+    public, private = subnet_cidrs(DEFAULT_VPC_CIDR, 3)
     networks = [ipaddress.ip_network(cidr) for cidr in public + private]
     assert len(networks) == 6
     assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :])
@@ -134,3 +136,18 @@ def pulumi_is_secret(output: object) -> bool:
 
     assert isinstance(output, pulumi.Output)
     return bool(pulumi.runtime.sync_await._sync_await(output.is_secret()))
+
+
+def test_control_plane_is_logged_and_the_endpoint_private_by_default(eks_run: ProgramRun) -> None:
+    cluster = eks_run.named("cluster-eks").inputs
+    assert set(cluster["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
+    assert cluster["endpointPrivateAccess"] is True
+    assert cluster["endpointPublicAccess"] is False, "no apiAccessCidrs: no public endpoint"
+    assert "clusterTags" not in cluster
+
+
+def test_world_open_endpoint_only_by_explicit_config() -> None:
+    cluster = run_program({"apiAccessCidrs": '["0.0.0.0/0"]'}).named("cluster-eks").inputs
+    assert cluster["endpointPublicAccess"] is True
+    assert cluster["publicAccessCidrs"] == ["0.0.0.0/0"]
+    assert cluster["clusterTags"] == {"canary-public-endpoint": "open-to-world-by-stack-config"}

@@ -28,13 +28,15 @@ BAD_VALUES = [
     ("kubernetesVersion", "1.20", "from 1.32 to 1.36"),
     ("kubernetesVersion", "latest", "from 1.32 to 1.36"),
     ("clusterName", "dev cluster", "letters, digits"),
-    ("vpcCidr", "192.168.0.0/8", "IPv4 network from /16 to /20"),
+    ("vpcCidr", "127.0.0.0/8", "IPv4 network from /16 to /20"),
     ("vpcCidr", "not-a-cidr", "IPv4 network from /16 to /20"),
     ("availabilityZoneCount", "1", "integer from 2 to 6"),
     ("vpcId", "my-vpc", "VPC ID like vpc-0123abcd"),
     ("publicSubnetIds", '["subnet-0123abcd"]', "must be set when publicSubnetIds"),  # reported on vpcId
     ("privateSubnetIds", "not json", "list of subnet IDs"),
     ("clusterAdminArns", '["alice"]', "IAM role or user ARNs"),
+    ("apiAccessCidrs", '["everywhere"]', "list of IPv4 CIDRs"),
+    ("apiAccessCidrs", '["127.0.0.1/8"]', "list of IPv4 CIDRs"),
     ("nodeGroupName", "Default_Pool", "lowercase letters"),
     ("nodeInstanceType", "big", "EC2 instance type"),
     ("nodeDesiredCount", "three", "integer from 0 to 450"),
@@ -98,11 +100,16 @@ def test_dev_stack_is_the_seed_cluster() -> None:
 
     dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
     assert dev["aws:region"] == "us-east-1"
-    values = {key.split(":", 1)[1]: str(value) for key, value in dev.items() if key.startswith("canary:")}
+    values = {
+        key.split(":", 1)[1]: json.dumps(value) if isinstance(value, list) else str(value)
+        for key, value in dev.items()
+        if key.startswith("canary:")
+    }
     settings = load_settings(DictConfig(values))
     assert settings.app.canary_weight == 10
     assert isinstance(settings.cluster, EksCluster)
     assert settings.cluster.node_group.instance_type == "t3a.medium"
+    assert settings.cluster.api_open_to_world, "the seed's cluster is reachable from anywhere, explicitly"
 
 
 @pytest.mark.parametrize("weight", range(0, 101))

@@ -86,8 +86,10 @@ def traffic_split(app: AppSettings) -> dict[str, int]:
 
 def virtual_service(app: AppSettings) -> Manifest:
     # `mesh` as well as the ingress gateway, so calls from inside the mesh split too.
+    # The annotations name the roles so a policy can tell the canary from the stable version.
+    annotations = {"canary/stable-version": app.stable.label, "canary/canary-version": app.canary.label}
     return {
-        "metadata": {"name": f"{app.name}-virtual-svc", "namespace": app.namespace},
+        "metadata": {"name": f"{app.name}-virtual-svc", "namespace": app.namespace, "annotations": annotations},
         "spec": {
             "hosts": [app.name],
             "gateways": [f"{ISTIO_NAMESPACE}/{GATEWAY_NAME}", "mesh"],

@@ -1,0 +1,318 @@
+"""The canary guardrails: mandatory rules checked on every preview and update.
+
+Each rule is a plain validation function of (args, report_violation), unit-tested through
+pulumi-policy's own argument types; `__main__.py` only assembles them into the pack.
+Every message says what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+ISTIO = "kubernetes:networking.istio.io/v1:"
+VIRTUAL_SERVICE = f"{ISTIO}VirtualService"
+DESTINATION_RULE = f"{ISTIO}DestinationRule"
+POD_SPEC_PATHS = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+}
+NAMESPACE_TYPES = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
+INGRESS_GATEWAY_CHART = "gateway"
+INGRESS_GATEWAY_SERVICE = "istio-ingressgateway"
+EKS_CLUSTER = "eks:index:Cluster"
+REQUIRED_LOG_TYPES = {"api", "audit", "authenticator"}
+WORLD = "0.0.0.0/0"
+PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
+PUBLIC_ENDPOINT_EXPLICIT = "open-to-world-by-stack-config"
+DEFAULT_MAX_CANARY_WEIGHT = 50
+CREDENTIAL_KEY = re.compile(r"password|secret|token|signing_key", re.IGNORECASE)
+KUBECONFIG_CREDENTIALS = re.compile(r"client-key-data|\btoken:|\bpassword:")
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _name(props: Mapping[str, Any]) -> str:
+    return str(_get(props, "metadata", "name") or "?")
+
+
+# --- traffic split -------------------------------------------------------------------
+
+
+def validate_traffic_split(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """VirtualService weights sum to 100, name only defined subsets, and the canary stays under the cap."""
+    config = args.get_config()
+    max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
+    allow_promotion = bool(config.get("allowPromotion", True))
+    subsets: dict[tuple[str, str], set[str]] = {}
+    for resource in args.resources:
+        if resource.resource_type == DESTINATION_RULE:
+            namespace = _get(resource.props, "metadata", "namespace") or "default"
+            host = str(_get(resource.props, "spec", "host"))
+            names = {str(subset.get("name")) for subset in _get(resource.props, "spec", "subsets") or []}
+            subsets.setdefault((namespace, host), set()).update(names)
+
+    for resource in args.resources:
+        if resource.resource_type != VIRTUAL_SERVICE:
+            continue
+        props = resource.props
+        name = _name(props)
+        namespace = _get(props, "metadata", "namespace") or "default"
+        stable = _get(props, "metadata", "annotations", "canary/stable-version")
+        for index, http in enumerate(_get(props, "spec", "http") or []):
+            routes = http.get("route") or []
+            weights = [int(route.get("weight", 100 if len(routes) == 1 else 0)) for route in routes]
+            if routes and sum(weights) != 100:
+                report_violation(
+                    f"VirtualService {name}: the weights of http[{index}] sum to {sum(weights)}, not 100. "
+                    "Set canaryWeight (0-100); the stable version gets the rest.",
+                    resource.urn,
+                )
+            for route in routes:
+                host = str(_get(route, "destination", "host"))
+                subset = _get(route, "destination", "subset")
+                defined = subsets.get((namespace, host), set())
+                if subset is not None and subset not in defined:
+                    report_violation(
+                        f"VirtualService {name} routes to subset {subset!r} of {host}, which no DestinationRule "
+                        f"defines (defined: {sorted(defined) or 'none'}). Add the version to the DestinationRule "
+                        "or route to a defined subset.",
+                        resource.urn,
+                    )
+                weight = int(route.get("weight", 0))
+                is_canary = stable is not None and subset != stable
+                promotion = weight == 100 and allow_promotion
+                if is_canary and weight > max_weight and not promotion:
+                    report_violation(
+                        f"VirtualService {name} sends {weight}% to canary {subset!r}, above the maximum of "
+                        f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
+                        + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
+                        + ".",
+                        resource.urn,
+                    )
+
+
+# --- workloads -------------------------------------------------------------------------
+
+
+def _containers(args: ResourceValidationArgs) -> Iterator[Mapping[str, Any]]:
+    path = POD_SPEC_PATHS.get(args.resource_type)
+    if path is None:
+        return
+    pod_spec = _get(args.props, *path) or {}
+    for key in ("initContainers", "containers"):
+        yield from pod_spec.get(key) or []
+
+
+def validate_pinned_images(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Images are pinned by tag or digest, never `latest` or untagged."""
+    for container in _containers(args):
+        image = str(container.get("image", ""))
+        last_part = image.rsplit("/", 1)[-1]
+        if "@sha256:" in image:
+            continue
+        if ":" not in last_part or last_part.endswith(":latest"):
+            report_violation(
+                f"{_name(args.props)}: container {container.get('name')} uses image {image!r}. "
+                "Pin it by tag (repo/app:v2) or digest (repo/app@sha256:...), never latest.",
+                None,
+            )
+
+
+def validate_probes_and_resources(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Every container has liveness and readiness probes and CPU/memory requests and limits."""
+    path = POD_SPEC_PATHS.get(args.resource_type)
+    containers = [] if path is None else (_get(args.props, *path) or {}).get("containers") or []
+    for container in containers:
+        missing = [probe for probe in ("livenessProbe", "readinessProbe") if not container.get(probe)]
+        resources = container.get("resources") or {}
+        missing += [
+            f"resources.{kind}.{unit}"
+            for kind in ("requests", "limits")
+            for unit in ("cpu", "memory")
+            if not (resources.get(kind) or {}).get(unit)
+        ]
+        if missing:
+            report_violation(
+                f"{_name(args.props)}: container {container.get('name')} lacks {', '.join(missing)}. "
+                "Add them to the container spec (workloads/manifests.py).",
+                None,
+            )
+
+
+def validate_sidecar_injection(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """The namespaces of the app's versions (pods labelled `version`) have sidecar injection enabled."""
+    labels_by_namespace = {
+        _name(r.props): _get(r.props, "metadata", "labels") or {}
+        for r in args.resources
+        if r.resource_type in NAMESPACE_TYPES
+    }
+    for resource in args.resources:
+        if resource.resource_type not in POD_SPEC_PATHS:
+            continue
+        pod_labels = _get(resource.props, "spec", "template", "metadata", "labels") or {}
+        if "version" not in pod_labels:
+            continue
+        namespace = _get(resource.props, "metadata", "namespace") or "default"
+        labels = labels_by_namespace.get(namespace)
+        if labels is None:
+            report_violation(
+                f"{_name(resource.props)} runs in namespace {namespace!r}, which this stack does not declare. "
+                "Declare it (or a NamespacePatch) with the label istio-injection=enabled.",
+                resource.urn,
+            )
+        elif labels.get("istio-injection") != "enabled" and not labels.get("istio.io/rev"):
+            report_violation(
+                f"Namespace {namespace!r} of {_name(resource.props)} has no sidecar injection. "
+                "Label it istio-injection=enabled so its pods join the mesh and the split applies.",
+                resource.urn,
+            )
+
+
+# --- exposure --------------------------------------------------------------------------
+
+
+def _load_balancers_in_values(values: Any, path: str = "values") -> Iterator[str]:
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            here = f"{path}.{key}"
+            if (key == "service_type" and value == "LoadBalancer") or (key == "type" and value == "LoadBalancer"):
+                yield here
+            else:
+                yield from _load_balancers_in_values(value, here)
+    elif isinstance(values, list):
+        for index, item in enumerate(values):
+            yield from _load_balancers_in_values(item, f"{path}[{index}]")
+
+
+def validate_only_ingress_is_public(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Only the ingress gateway is exposed through a LoadBalancer; dashboards are not."""
+    if args.resource_type == "kubernetes:core/v1:Service":
+        if _get(args.props, "spec", "type") == "LoadBalancer" and _name(args.props) != INGRESS_GATEWAY_SERVICE:
+            report_violation(
+                f"Service {_name(args.props)} is of type LoadBalancer. Only {INGRESS_GATEWAY_SERVICE} may be; "
+                "use ClusterIP and reach it through the gateway or kubectl port-forward.",
+                None,
+            )
+    elif args.resource_type == "kubernetes:helm.sh/v3:Release" and args.props.get("chart") != INGRESS_GATEWAY_CHART:
+        for where in _load_balancers_in_values(args.props.get("values")):
+            report_violation(
+                f"Helm release {args.props.get('name', args.name)} sets {where} = LoadBalancer. Dashboards stay "
+                "inside the cluster: use ClusterIP and kubectl port-forward.",
+                None,
+            )
+
+
+# --- cluster ---------------------------------------------------------------------------
+
+
+def validate_eks_control_plane(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The EKS cluster logs its control plane and keeps its public endpoint off the open internet."""
+    if args.resource_type != EKS_CLUSTER:
+        return
+    logged = set(args.props.get("enabledClusterLogTypes") or [])
+    if not logged >= REQUIRED_LOG_TYPES:
+        report_violation(
+            f"EKS cluster logs {sorted(logged) or 'nothing'}; it must log at least {sorted(REQUIRED_LOG_TYPES)} "
+            "(enabled_cluster_log_types in infra/cluster.py).",
+            None,
+        )
+    public = args.props.get("endpointPublicAccess", True)
+    cidrs = args.props.get("publicAccessCidrs") or [WORLD]
+    tags = args.props.get("clusterTags") or {}
+    if public and WORLD in cidrs and tags.get(PUBLIC_ENDPOINT_TAG) != PUBLIC_ENDPOINT_EXPLICIT:
+        report_violation(
+            "The EKS API endpoint is open to the whole internet. Set apiAccessCidrs to your networks "
+            "(pulumi config set --path 'apiAccessCidrs[0]' <cidr>), or to 0.0.0.0/0 explicitly in the stack config.",
+            None,
+        )
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def _plaintext_credentials(values: Any, path: str = "values") -> Iterator[str]:
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            here = f"{path}.{key}"
+            if isinstance(value, str) and value and CREDENTIAL_KEY.search(str(key)):
+                yield here
+            else:
+                yield from _plaintext_credentials(value, here)
+    elif isinstance(values, list):
+        for index, item in enumerate(values):
+            yield from _plaintext_credentials(item, f"{path}[{index}]")
+
+
+def validate_secrets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Credentials never sit in plain program inputs: no passwords in chart values, no keys in a kubeconfig."""
+    if args.resource_type == "kubernetes:helm.sh/v3:Release":
+        for where in _plaintext_credentials(args.props.get("values")):
+            report_violation(
+                f"Helm release {args.props.get('name', args.name)} sets {where} in plain text. Let the chart "
+                "generate it into a Kubernetes Secret (existingSecret), or pass a Pulumi secret.",
+                None,
+            )
+    elif args.resource_type == "pulumi:providers:kubernetes":
+        kubeconfig = str(args.props.get("kubeconfig") or "")
+        if KUBECONFIG_CREDENTIALS.search(kubeconfig):
+            report_violation(
+                "The Kubernetes provider is given a kubeconfig with embedded credentials. Pass a kubeconfig path "
+                "(kubeconfig setting) or the cluster's generated kubeconfig, which is a stack secret.",
+                None,
+            )
+
+
+SPLIT_CONFIG = PolicyConfigSchema(
+    properties={
+        "maxCanaryWeight": {"type": "integer", "minimum": 0, "maximum": 100, "default": DEFAULT_MAX_CANARY_WEIGHT},
+        "allowPromotion": {"type": "boolean", "default": True},
+    }
+)
+STACK_RULES = {
+    "traffic-split": validate_traffic_split,
+    "sidecar-injection": validate_sidecar_injection,
+}
+RESOURCE_RULES = {
+    "pinned-images": validate_pinned_images,
+    "probes-and-resources": validate_probes_and_resources,
+    "only-ingress-is-public": validate_only_ingress_is_public,
+    "eks-control-plane": validate_eks_control_plane,
+    "no-plaintext-credentials": validate_secrets,
+}
+ENFORCEMENT = EnforcementLevel.MANDATORY
+POLICIES: list[StackValidationPolicy | ResourceValidationPolicy] = [
+    *(
+        StackValidationPolicy(
+            name=name,
+            description=(validate.__doc__ or name).strip(),
+            validate=validate,
+            config_schema=SPLIT_CONFIG if validate is validate_traffic_split else None,
+        )
+        for name, validate in STACK_RULES.items()
+    ),
+    *(
+        ResourceValidationPolicy(name=name, description=(validate.__doc__ or name).strip(), validate=validate)
+        for name, validate in RESOURCE_RULES.items()
+    ),
+]
