@@ -61,7 +61,7 @@ class Kubectl:
         return json.loads(self("get", *args, "-o", "json").stdout)
 
 
-PROGRAM = ["Pulumi.yaml", "__main__.py", "settings.py", "infra", "mesh", "workloads"]
+PROGRAM = ["Pulumi.yaml", "__main__.py", "settings.py", "infra", "mesh", "workloads", "policy"]
 
 
 def copy_project(destination: Path) -> Path:
@@ -70,10 +70,11 @@ def copy_project(destination: Path) -> Path:
     for name in PROGRAM:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "venv"))
         else:
             shutil.copy2(source, destination / name)
     (destination / "venv").symlink_to(ROOT / "venv")
+    (destination / "policy" / "venv").symlink_to(ROOT / "policy" / "venv")
     return destination
 
 

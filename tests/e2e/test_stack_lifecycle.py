@@ -84,6 +84,21 @@ def test_3_a_weight_change_is_exactly_one_update(stack: Stack, cluster: Kubectl)
     assert live_weights(cluster) == {"v1": 90, "v2": 10}
 
 
+def test_3b_the_policy_pack_blocks_an_unsafe_step_in_preview(stack: Stack, cluster: Kubectl) -> None:
+    policy = str(stack.project / "policy")
+    stack("preview", "--policy-pack", policy)  # 90/10 is within the guardrails
+    stack("config", "set", "canaryWeight", "60")
+    try:
+        result = stack("preview", "--policy-pack", policy, check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "traffic-split" in output and "above the maximum of 50%" in output
+        assert "mandatory" in output
+    finally:
+        stack("config", "set", "canaryWeight", "10")
+    assert live_weights(cluster) == {"v1": 90, "v2": 10}
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
