@@ -1,7 +1,7 @@
-"""CustomResourceDefinitions for the three Istio kinds the app uses, as Istio's base chart has them.
+"""CustomResourceDefinitions for the Istio kinds the stack uses, as Istio's base chart has them.
 
-Group, kinds, names, scope, served versions (v1 the storage version, v1beta1 and
-v1alpha3 served) and the status subresource are Istio's. The schema keeps every field
+Groups, kinds, names, scope, served versions (v1 the storage version) and the status
+subresource are Istio's. The schema keeps every field
 (Istio's full OpenAPI schema is checked in the unit tier against Istio's own models);
 here the point is that the API server accepts and stores networking.istio.io/v1 objects.
 
@@ -16,14 +16,16 @@ import json
 from typing import Any
 
 KINDS = {
-    "Gateway": ("gateways", "gw"),
-    "DestinationRule": ("destinationrules", "dr"),
-    "VirtualService": ("virtualservices", "vs"),
+    # kind: (group, plural, short name, served versions; the first is the storage version)
+    "Gateway": ("networking", "gateways", "gw", ("v1", "v1alpha3", "v1beta1")),
+    "DestinationRule": ("networking", "destinationrules", "dr", ("v1", "v1alpha3", "v1beta1")),
+    "VirtualService": ("networking", "virtualservices", "vs", ("v1", "v1alpha3", "v1beta1")),
+    "PeerAuthentication": ("security", "peerauthentications", "pa", ("v1", "v1beta1")),
 }
 
 
 def istio_crd(kind: str) -> dict[str, Any]:
-    plural, short_name = KINDS[kind]
+    group, plural, short_name, versions = KINDS[kind]
     schema = {
         "openAPIV3Schema": {
             "type": "object",
@@ -36,27 +38,27 @@ def istio_crd(kind: str) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.networking.istio.io", "labels": {"app": "istio-pilot"}},
+        "metadata": {"name": f"{plural}.{group}.istio.io", "labels": {"app": "istio-pilot"}},
         "spec": {
-            "group": "networking.istio.io",
+            "group": f"{group}.istio.io",
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": [short_name],
-                "categories": ["istio-io", "networking-istio-io"],
+                "categories": ["istio-io", f"{group}-istio-io"],
             },
             "scope": "Namespaced",
             "versions": [
                 {
                     "name": version,
                     "served": True,
-                    "storage": version == "v1",
+                    "storage": version == versions[0],
                     "schema": schema,
                     "subresources": {"status": {}},
                 }
-                for version in ("v1", "v1alpha3", "v1beta1")
+                for version in versions
             ],
         },
     }

@@ -13,6 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from cloudcoil.models.istio.networking import v1 as istio_networking
+from cloudcoil.models.istio.security import v1 as istio_security
 
 from settings import load_settings
 from tests.harness import DictConfig, ProgramRun, run_program
@@ -22,6 +23,7 @@ ISTIO_MODELS: dict[str, Any] = {
     "Gateway": istio_networking.Gateway,
     "DestinationRule": istio_networking.DestinationRule,
     "VirtualService": istio_networking.VirtualService,
+    "PeerAuthentication": istio_security.PeerAuthentication,
 }
 PATCH_OF = {"NamespacePatch": "Namespace"}
 
@@ -78,10 +80,15 @@ def test_every_kubernetes_object_is_valid(run: ProgramRun, default_namespace_run
 
 
 def test_every_istio_object_is_valid(run: ProgramRun) -> None:
-    istio = [as_object(r.inputs) for r in run.resources if "networking.istio.io" in r.type]
-    assert sorted(obj["kind"] for obj in istio) == ["DestinationRule", "Gateway", "VirtualService"]
+    istio = [as_object(r.inputs) for r in run.resources if ".istio.io/" in r.type]
+    assert sorted(obj["kind"] for obj in istio) == [
+        "DestinationRule",
+        "Gateway",
+        "PeerAuthentication",
+        "VirtualService",
+    ]
     for obj in istio:
-        assert obj["apiVersion"] == "networking.istio.io/v1"
+        assert obj["apiVersion"] in {"networking.istio.io/v1", "security.istio.io/v1"}
         validate_istio(obj)
 
 

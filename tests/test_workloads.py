@@ -116,3 +116,21 @@ def test_app_name_replicas_and_namespace_come_from_config() -> None:
     assert deployment["spec"]["replicas"] == 3
     assert deployment["metadata"]["namespace"] == "store"
     assert run.named("shop-virtual-svc").inputs["spec"]["hosts"] == ["shop"]
+
+
+def test_app_namespace_requires_mutual_tls(eks_run: ProgramRun) -> None:
+    policy = eks_run.named("nginx-mtls")
+    assert policy.type == "kubernetes:security.istio.io/v1:PeerAuthentication"
+    assert policy.inputs["metadata"] == {"name": "default", "namespace": "default"}
+    assert policy.inputs["spec"] == {"mtls": {"mode": "STRICT"}}
+    assert eks_run.depends_on(policy, eks_run.named("istio-base"))
+
+
+def test_containers_run_without_privilege_escalation(eks_run: ProgramRun) -> None:
+    for name in ("nginx-v1", "nginx-v2"):
+        (container,) = eks_run.named(name).inputs["spec"]["template"]["spec"]["containers"]
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert set(security["capabilities"]["add"]) <= {"CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"}

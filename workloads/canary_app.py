@@ -12,6 +12,7 @@ from settings import AppSettings
 from workloads import manifests
 
 ISTIO_NETWORKING = "networking.istio.io/v1"
+ISTIO_SECURITY = "security.istio.io/v1"
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,17 @@ class CanaryApp(pulumi.ComponentResource):
             app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
         )
 
-        istio_objects = {
-            "Gateway": manifests.gateway(),
-            "DestinationRule": in_namespace(manifests.destination_rule(app)),
-            "VirtualService": in_namespace(manifests.virtual_service(app)),
-        }
-        for kind, manifest in istio_objects.items():
+        istio_objects = [
+            (ISTIO_NETWORKING, "Gateway", manifests.gateway()),
+            (ISTIO_NETWORKING, "DestinationRule", in_namespace(manifests.destination_rule(app))),
+            (ISTIO_NETWORKING, "VirtualService", in_namespace(manifests.virtual_service(app))),
+            (ISTIO_SECURITY, "PeerAuthentication", in_namespace(manifests.peer_authentication(app))),
+        ]
+        for api_version, kind, manifest in istio_objects:
+            name = manifest["metadata"]["name"]
             k8s.apiextensions.CustomResource(
-                manifest["metadata"]["name"],
-                api_version=ISTIO_NETWORKING,
+                f"{app.name}-mtls" if kind == "PeerAuthentication" else name,
+                api_version=api_version,
                 kind=kind,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
