@@ -39,3 +39,5 @@ pulumi.export(
     ),
 )
 pulumi.export("dashboards", mesh.dashboards)
+if mesh.grafana_admin_password is not None:
+    pulumi.export("grafana_admin_password", mesh.grafana_admin_password)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from mesh import charts
 from settings import MeshSettings
@@ -34,6 +35,8 @@ class Mesh(pulumi.ComponentResource):
     app_namespace: pulumi.Output[str]
     ingress_host: pulumi.Output[str]
     dashboards: dict[str, str]
+    grafana_admin_password: pulumi.Output[str] | None = None
+    """Generated when Grafana is installed; a stack secret."""
 
     def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:mesh:Mesh", name, None, opts)
@@ -107,6 +110,18 @@ class Mesh(pulumi.ComponentResource):
             )
             self.ingress_host = service.status.apply(_load_balancer_address)
 
+    def _grafana_admin(self) -> k8s.core.v1.Secret:
+        password = random.RandomPassword(
+            "grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.grafana_admin_password = pulumi.Output.secret(password.result)
+        return k8s.core.v1.Secret(
+            "grafana-admin",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=charts.GRAFANA_ADMIN_SECRET, namespace=charts.ISTIO_NAMESPACE),
+            string_data={"admin-user": charts.GRAFANA_ADMIN_USER, "admin-password": password.result},
+            opts=self._after(*self.istio_crds),
+        )
+
     def _install_addons(self, settings: MeshSettings) -> dict[str, str]:
         addons = settings.addons
         after_istio = self._after(*self.istio_crds)
@@ -116,7 +131,10 @@ class Mesh(pulumi.ComponentResource):
             self._release(charts.PROMETHEUS, charts.prometheus_values(), after_istio)
             commands["prometheus"] = forward.format(service="prometheus", port=charts.PROMETHEUS_PORT)
         if addons.grafana:
-            self._release(charts.GRAFANA, charts.grafana_values(settings.istio_version), after_istio)
+            admin = self._grafana_admin()
+            self._release(
+                charts.GRAFANA, charts.grafana_values(settings.istio_version), self._after(*self.istio_crds, admin)
+            )
             commands["grafana"] = forward.format(service="grafana", port=charts.GRAFANA_PORT)
         if addons.kiali:
             self._release(charts.KIALI, charts.kiali_values(addons.grafana), after_istio)

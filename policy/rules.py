@@ -40,7 +40,9 @@ WORLD = "0.0.0.0/0"
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
 PUBLIC_ENDPOINT_EXPLICIT = "open-to-world-by-stack-config"
 DEFAULT_MAX_CANARY_WEIGHT = 50
-CREDENTIAL_KEY = re.compile(r"password|secret|token|signing_key", re.IGNORECASE)
+# Keys that hold a credential; names of keys inside a Secret (passwordKey) and references
+# to Secrets (existingSecret) are not credentials.
+CREDENTIAL_KEY = re.compile(r"^(?!existing).*(password|passwd|secret|token|signing_key)$", re.IGNORECASE)
 KUBECONFIG_CREDENTIALS = re.compile(r"client-key-data|\btoken:|\bpassword:")
 
 

@@ -90,6 +90,10 @@ def plain(value: Any, keep_secrets: bool = False) -> Any:
     return value
 
 
+def is_secret(output: pulumi.Output[Any]) -> bool:
+    return bool(pulumi.runtime.sync_await._sync_await(output.is_secret()))
+
+
 def resolve(value: Any) -> Any:
     if isinstance(value, pulumi.Output):
         return pulumi.runtime.sync_await._sync_await(value.future())

@@ -8,7 +8,7 @@ import pytest
 
 from infra.network import subnet_cidrs
 from settings import declared_settings
-from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
 
 PROVIDER = "pulumi:providers:kubernetes"
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
@@ -125,29 +125,7 @@ def test_stack_outputs(eks_run: ProgramRun) -> None:
     module = eks_run.module
     assert eks_run.output(module["cluster"].name) == "dev-cluster"
     kubeconfig = module["cluster"].kubeconfig
-    assert pulumi_is_secret(kubeconfig)
+    assert is_secret(kubeconfig)
     assert module["app"].traffic_split == {"v1": 90, "v2": 10}
     curl = eks_run.output(module["mesh"].ingress_host.apply(lambda host: host))
     assert curl == "canary-nlb.elb.example.test"
-
-
-def pulumi_is_secret(output: object) -> bool:
-    import pulumi
-
-    assert isinstance(output, pulumi.Output)
-    return bool(pulumi.runtime.sync_await._sync_await(output.is_secret()))
-
-
-def test_control_plane_is_logged_and_the_endpoint_private_by_default(eks_run: ProgramRun) -> None:
-    cluster = eks_run.named("cluster-eks").inputs
-    assert set(cluster["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
-    assert cluster["endpointPrivateAccess"] is True
-    assert cluster["endpointPublicAccess"] is False, "no apiAccessCidrs: no public endpoint"
-    assert "clusterTags" not in cluster
-
-
-def test_world_open_endpoint_only_by_explicit_config() -> None:
-    cluster = run_program({"apiAccessCidrs": '["0.0.0.0/0"]'}).named("cluster-eks").inputs
-    assert cluster["endpointPublicAccess"] is True
-    assert cluster["publicAccessCidrs"] == ["0.0.0.0/0"]
-    assert cluster["clusterTags"] == {"canary-public-endpoint": "open-to-world-by-stack-config"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesh import charts
-from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, is_secret, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -128,3 +128,16 @@ def test_ingress_address_is_read_from_the_gateway_service(eks_run: ProgramRun, l
     assert eks_run.output(eks_run.module["mesh"].ingress_host) == LOAD_BALANCER_HOST
     assert local_run.output(local_run.module["mesh"].ingress_host) == "istio-ingressgateway.istio-system"
     assert [r for r in local_run.resources if r.read] == []
+
+
+def test_grafana_admin_password_is_generated_and_secret(eks_run: ProgramRun) -> None:
+    password = eks_run.named("grafana-admin-password")
+    assert password.type == "random:index/randomPassword:RandomPassword"
+    assert password.inputs["length"] >= 24
+    secret = eks_run.named("grafana-admin")
+    assert secret.inputs["metadata"] == {"name": "grafana-admin", "namespace": "istio-system"}
+    grafana = eks_run.named("grafana")
+    assert grafana.inputs["values"]["admin"]["existingSecret"] == "grafana-admin"
+    assert eks_run.depends_on(grafana, secret)
+    output = eks_run.module["mesh"].grafana_admin_password
+    assert is_secret(output)

@@ -262,3 +262,10 @@ def test_shipped_stacks_pass_every_rule(config: dict[str, str]) -> None:
 def test_a_bad_change_to_the_program_is_caught() -> None:
     found = pack_violations(run_program({**EXISTING_CLUSTER, "canaryWeight": "60"}))
     assert len(found) == 1 and "above the maximum of 50%" in found[0]
+
+
+def test_references_to_secrets_are_not_credentials() -> None:
+    values = {"admin": {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}}
+    assert check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("grafana", values)) == []
+    (token,) = check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("kiali", {"token": "x"}))
+    assert "values.token" in token
