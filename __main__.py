@@ -2,21 +2,20 @@
 
 import pulumi
 
+from capacity import check_capacity
 from infra import Cluster, ClusterArgs
 from mesh import Mesh, MeshArgs
 from settings import EksCluster, load_settings
 from workloads import CanaryApp, CanaryAppArgs
 
 settings = load_settings(pulumi.Config())
+check_capacity(settings)  # before any resource: a stack that cannot fit its nodes changes nothing
 
 cluster = Cluster("cluster", ClusterArgs(settings.cluster))
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
 
-mesh = Mesh(
-    "mesh",
-    MeshArgs(settings.mesh, on_eks=isinstance(settings.cluster, EksCluster), schedulable=cluster.schedulable),
-    opts=on_cluster,
-)
+on_eks = isinstance(settings.cluster, EksCluster)
+mesh = Mesh("mesh", MeshArgs(settings.mesh, on_eks=on_eks, schedulable=cluster.schedulable), opts=on_cluster)
 app = CanaryApp(
     "app",
     CanaryAppArgs(
@@ -24,6 +23,7 @@ app = CanaryApp(
         namespace=mesh.app_namespace,
         sidecar_injector=mesh.sidecar_injector,
         istio_crds=mesh.istio_crds,
+        spread_over_zones=on_eks,
     ),
     opts=on_cluster,
 )

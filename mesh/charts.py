@@ -57,11 +57,50 @@ def base_values() -> dict[str, Any]:
     return {"defaultRevision": "default"}
 
 
-def istiod_values() -> dict[str, Any]:
-    return {"global": {"istioNamespace": ISTIO_NAMESPACE}}
+def zone_spread(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Spread replicas over availability zones when the nodes allow, never blocking scheduling."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels},
+        }
+    ]
 
 
-def gateway_values(service_type: IngressServiceType, on_eks: bool) -> dict[str, Any]:
+HA_REPLICAS = 2
+"""istiod and gateway replicas on EKS: with the charts' PodDisruptionBudgets (minAvailable 1)
+a node can then drain during node group updates while the mesh keeps serving."""
+
+
+def istiod_values(on_eks: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {"global": {"istioNamespace": ISTIO_NAMESPACE}}
+    if on_eks:
+        values |= {
+            "autoscaleMin": HA_REPLICAS,
+            "replicaCount": HA_REPLICAS,
+            "topologySpreadConstraints": zone_spread({"app": "istiod"}),
+        }
+    return values
+
+
+GATEWAY_LABELS = {"istio": INGRESS_GATEWAY_LABEL, "app": INGRESS_GATEWAY}
+
+
+def gateway_values(on_eks: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {"labels": GATEWAY_LABELS, "service": {"type": "None"}}  # the Service is declared below
+    if on_eks:
+        values |= {
+            "autoscaling": {"minReplicas": HA_REPLICAS},
+            "podDisruptionBudget": {"minAvailable": 1},
+            "topologySpreadConstraints": zone_spread(GATEWAY_LABELS),
+        }
+    return values
+
+
+def ingress_service(service_type: IngressServiceType, on_eks: bool) -> dict[str, Any]:
+    """The ingress gateway's Service, with the ports of Istio's gateway chart."""
     annotations = {}
     if on_eks and service_type == "LoadBalancer":
         # An internet-facing NLB from the AWS cloud controller, spread over all zones.
@@ -69,9 +108,19 @@ def gateway_values(service_type: IngressServiceType, on_eks: bool) -> dict[str, 
             "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
             "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
         }
+    ports = [("status-port", 15021), ("http2", 80), ("https", 443)]
     return {
-        "labels": {"istio": INGRESS_GATEWAY_LABEL, "app": INGRESS_GATEWAY},
-        "service": {"type": service_type, "annotations": annotations},
+        "metadata": {
+            "name": INGRESS_GATEWAY,
+            "namespace": ISTIO_NAMESPACE,
+            "labels": GATEWAY_LABELS,
+            "annotations": annotations,
+        },
+        "spec": {
+            "type": service_type,
+            "selector": GATEWAY_LABELS,
+            "ports": [{"name": name, "port": port, "targetPort": port, "protocol": "TCP"} for name, port in ports],
+        },
     }
 
 

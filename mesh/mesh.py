@@ -81,8 +81,7 @@ class Mesh(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
             namespace=charts.ISTIO_NAMESPACE,
             values=values,
-            # Wait for every object to be ready: istiod's webhook before any injected pod,
-            # the gateway's load balancer before its address is read.
+            # Wait for every object to be ready: istiod's webhook before any injected pod.
             skip_await=False,
             opts=opts,
         )
@@ -93,21 +92,19 @@ class Mesh(pulumi.ComponentResource):
             f"{name}-istio-system", metadata=k8s.meta.v1.ObjectMetaArgs(name=charts.ISTIO_NAMESPACE), opts=self._after()
         )
         base = self._release(istio["base"], charts.base_values(), self._after(namespace))
-        istiod = self._release(istio["istiod"], charts.istiod_values(), self._after(base))
+        istiod = self._release(istio["istiod"], charts.istiod_values(on_eks), self._after(base))
         # A gateway installed before istiod runs gets no proxy image (istio#35789).
-        gateway = self._release(
-            istio["gateway"],
-            charts.gateway_values(settings.ingress_service_type, on_eks),
-            self._after(istiod),
+        gateway = self._release(istio["gateway"], charts.gateway_values(on_eks), self._after(istiod))
+        # The gateway's Service is ours, not the chart's: Pulumi waits for a LoadBalancer's
+        # address on create, and on destroy for the load balancer to be gone (the Service's
+        # cleanup finalizer) before the node group, cluster and VPC are deleted.
+        manifest = charts.ingress_service(settings.ingress_service_type, on_eks)
+        service = k8s.core.v1.Service(
+            charts.INGRESS_GATEWAY, metadata=manifest["metadata"], spec=manifest["spec"], opts=self._after(gateway)
         )
         self.istio_crds = [base]
         self.sidecar_injector = [istiod]
         if settings.ingress_service_type == "LoadBalancer":
-            service = k8s.core.v1.Service.get(
-                f"{name}-ingress-service",
-                pulumi.Output.concat(gateway.status.namespace, "/", gateway.status.name),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
             self.ingress_host = service.status.apply(_load_balancer_address)
 
     def _grafana_admin(self) -> k8s.core.v1.Secret:

@@ -46,8 +46,8 @@ class ProgramRun:
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str) -> Registered:
-        matches = [r for r in self.resources if r.name == name]
+    def named(self, name: str, type_: str | None = None) -> Registered:
+        matches = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
         return matches[0]
 

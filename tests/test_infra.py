@@ -11,6 +11,7 @@ from settings import declared_settings
 from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
 
 PROVIDER = "pulumi:providers:kubernetes"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
@@ -87,8 +88,10 @@ def test_every_kubernetes_resource_uses_the_clusters_provider(eks_run: ProgramRu
 def test_mesh_waits_for_nodes_so_destroy_removes_the_load_balancer_first(eks_run: ProgramRun) -> None:
     """Destroy runs in reverse: whatever depends on the node group is deleted before it, the cluster and the VPC."""
     nodes, cluster = eks_run.named("cluster-nodes"), eks_run.named("cluster-eks")
-    gateway = eks_run.named("istio-ingressgateway")
+    gateway = eks_run.named("istio-ingressgateway", RELEASE)
+    load_balancer = eks_run.named("istio-ingressgateway", "kubernetes:core/v1:Service")
     assert eks_run.depends_on(gateway, nodes)
+    assert eks_run.depends_on(load_balancer, nodes) and eks_run.depends_on(load_balancer, gateway)
     assert eks_run.depends_on(nodes, cluster)
     assert eks_run.depends_on(cluster, eks_run.of_type("aws:ec2/subnet:Subnet")[0])
     for release in eks_run.of_type("kubernetes:helm.sh/v3:Release"):

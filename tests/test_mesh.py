@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mesh import charts
-from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, is_secret, run_program
+from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
+SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def local_run() -> ProgramRun:
 
 def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run: ProgramRun) -> None:
     for release, chart in (("istio-base", "base"), ("istiod", "istiod"), ("istio-ingressgateway", "gateway")):
-        inputs = eks_run.named(release).inputs
+        inputs = eks_run.named(release, RELEASE).inputs
         assert inputs["chart"] == chart
         assert inputs["version"] == "1.31.1"
         assert inputs["repositoryOpts"]["repo"] == charts.ISTIO_CHARTS
@@ -31,7 +33,7 @@ def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run:
 
 
 def test_istio_installs_crds_then_istiod_then_the_gateway(eks_run: ProgramRun) -> None:
-    base, istiod, gateway = (eks_run.named(name) for name in ("istio-base", "istiod", "istio-ingressgateway"))
+    base, istiod, gateway = (eks_run.named(name, RELEASE) for name in ("istio-base", "istiod", "istio-ingressgateway"))
     assert eks_run.depends_on(base, eks_run.named("mesh-istio-system"))
     assert eks_run.depends_on(istiod, base)
     assert eks_run.depends_on(gateway, istiod)
@@ -41,12 +43,27 @@ def test_istio_installs_crds_then_istiod_then_the_gateway(eks_run: ProgramRun) -
 
 
 def test_gateway_is_the_seeds_ingress_gateway_behind_an_nlb_on_eks(eks_run: ProgramRun, local_run: ProgramRun) -> None:
-    values = eks_run.named("istio-ingressgateway").inputs["values"]
+    values = eks_run.named("istio-ingressgateway", RELEASE).inputs["values"]
     assert values["labels"]["istio"] == "ingressgateway"
-    assert values["service"]["type"] == "LoadBalancer"
-    assert values["service"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
-    local = local_run.named("istio-ingressgateway").inputs["values"]["service"]
-    assert local == {"type": "NodePort", "annotations": {}}
+    assert values["service"] == {"type": "None"}, "the stack owns the gateway's Service"
+    service = eks_run.named("istio-ingressgateway", SERVICE).inputs
+    assert service["metadata"]["namespace"] == "istio-system"
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["selector"] == {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+    assert {port["port"] for port in service["spec"]["ports"]} == {15021, 80, 443}
+    assert service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    local = local_run.named("istio-ingressgateway", SERVICE).inputs
+    assert local["spec"]["type"] == "NodePort" and local["metadata"]["annotations"] == {}
+
+
+def test_gateway_and_istiod_survive_a_node_drain_on_eks(eks_run: ProgramRun, local_run: ProgramRun) -> None:
+    gateway = eks_run.named("istio-ingressgateway", RELEASE).inputs["values"]
+    assert gateway["autoscaling"]["minReplicas"] == 2
+    assert gateway["podDisruptionBudget"] == {"minAvailable": 1}
+    assert gateway["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    istiod = eks_run.named("istiod", RELEASE).inputs["values"]
+    assert istiod["autoscaleMin"] == istiod["replicaCount"] == 2, "one replica under a minAvailable-1 PDB blocks drains"
+    assert "autoscaleMin" not in local_run.named("istiod", RELEASE).inputs["values"]
 
 
 def test_istio_objects_wait_for_crds_and_pods_for_the_injector(eks_run: ProgramRun) -> None:
@@ -54,7 +71,7 @@ def test_istio_objects_wait_for_crds_and_pods_for_the_injector(eks_run: ProgramR
     for name in ("default-gateway", "nginx-dest-rule", "nginx-virtual-svc"):
         assert eks_run.depends_on(eks_run.named(name), base), name
     for name in ("nginx-v1", "nginx-v2"):
-        deployment = eks_run.named(name)
+        deployment = eks_run.named(name, DEPLOYMENT)
         assert eks_run.depends_on(deployment, istiod), name
         assert eks_run.depends_on(deployment, eks_run.named("mesh-app-namespace")), name
 
@@ -70,7 +87,7 @@ def test_other_app_namespace_is_created_with_the_label() -> None:
     namespace = run.named("mesh-app-namespace")
     assert namespace.type == "kubernetes:core/v1:Namespace"
     assert namespace.inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
-    assert run.named("nginx-v1").inputs["metadata"]["namespace"] == "shop"
+    assert run.named("nginx-v1", DEPLOYMENT).inputs["metadata"]["namespace"] == "shop"
 
 
 def test_addons_are_pinned_and_wired_together(eks_run: ProgramRun) -> None:
@@ -119,25 +136,10 @@ def test_existing_istio_is_not_installed_again() -> None:
     assert run.of_type(RELEASE) == []
     assert [r for r in run.resources if r.name == "mesh-istio-system"] == []
     assert run.named("mesh-app-namespace").inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
-    assert run.named("nginx-v1").dependencies == [run.named("mesh-app-namespace").urn]
+    assert run.named("nginx-v1", DEPLOYMENT).dependencies == [run.named("mesh-app-namespace").urn]
 
 
-def test_ingress_address_is_read_from_the_gateway_service(eks_run: ProgramRun, local_run: ProgramRun) -> None:
-    (service,) = [r for r in eks_run.resources if r.read]
-    assert service.type == "kubernetes:core/v1:Service"
+def test_ingress_address_comes_from_the_gateway_service(eks_run: ProgramRun, local_run: ProgramRun) -> None:
     assert eks_run.output(eks_run.module["mesh"].ingress_host) == LOAD_BALANCER_HOST
     assert local_run.output(local_run.module["mesh"].ingress_host) == "istio-ingressgateway.istio-system"
-    assert [r for r in local_run.resources if r.read] == []
-
-
-def test_grafana_admin_password_is_generated_and_secret(eks_run: ProgramRun) -> None:
-    password = eks_run.named("grafana-admin-password")
-    assert password.type == "random:index/randomPassword:RandomPassword"
-    assert password.inputs["length"] >= 24
-    secret = eks_run.named("grafana-admin")
-    assert secret.inputs["metadata"] == {"name": "grafana-admin", "namespace": "istio-system"}
-    grafana = eks_run.named("grafana")
-    assert grafana.inputs["values"]["admin"]["existingSecret"] == "grafana-admin"
-    assert eks_run.depends_on(grafana, secret)
-    output = eks_run.module["mesh"].grafana_admin_password
-    assert is_secret(output)
+    assert [r for r in eks_run.resources if r.read] == []

@@ -26,7 +26,7 @@ def route_weights(virtual_service: dict[str, Any]) -> dict[str, int]:
 
 def test_deployments_are_the_seeds(eks_run: ProgramRun) -> None:
     for version in ("v1", "v2"):
-        deployment = eks_run.named(f"nginx-{version}").inputs
+        deployment = eks_run.named(f"nginx-{version}", "kubernetes:apps/v1:Deployment").inputs
         labels = {"app": "nginx", "version": version}
         assert deployment["metadata"]["name"] == f"nginx-{version}"
         assert deployment["metadata"]["namespace"] == "default"
@@ -112,7 +112,7 @@ def test_promotion_is_a_config_change() -> None:
 
 def test_app_name_replicas_and_namespace_come_from_config() -> None:
     run = run_program({**EXISTING_CLUSTER, "appName": "shop", "appNamespace": "store", "canaryReplicas": "3"})
-    deployment = run.named("shop-v2").inputs
+    deployment = run.named("shop-v2", "kubernetes:apps/v1:Deployment").inputs
     assert deployment["spec"]["replicas"] == 3
     assert deployment["metadata"]["namespace"] == "store"
     assert run.named("shop-virtual-svc").inputs["spec"]["hosts"] == ["shop"]
@@ -128,9 +128,32 @@ def test_app_namespace_requires_mutual_tls(eks_run: ProgramRun) -> None:
 
 def test_containers_run_without_privilege_escalation(eks_run: ProgramRun) -> None:
     for name in ("nginx-v1", "nginx-v2"):
-        (container,) = eks_run.named(name).inputs["spec"]["template"]["spec"]["containers"]
+        (container,) = eks_run.named(name, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"][
+            "containers"
+        ]
         security = container["securityContext"]
         assert security["allowPrivilegeEscalation"] is False
         assert security["seccompProfile"] == {"type": "RuntimeDefault"}
         assert security["capabilities"]["drop"] == ["ALL"]
         assert set(security["capabilities"]["add"]) <= {"CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"}
+
+
+def test_each_version_has_a_disruption_budget(eks_run: ProgramRun) -> None:
+    for version in ("v1", "v2"):
+        budget = eks_run.named(f"nginx-{version}", "kubernetes:policy/v1:PodDisruptionBudget").inputs
+        assert budget["spec"] == {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {"app": "nginx", "version": version}},
+        }
+
+
+def test_stable_version_spreads_over_zones_on_eks(eks_run: ProgramRun) -> None:
+    def spread(run: ProgramRun, name: str) -> Any:
+        pod = run.named(name, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
+        return pod.get("topologySpreadConstraints")
+
+    (constraint,) = spread(eks_run, "nginx-v1")
+    assert constraint["topologyKey"] == "topology.kubernetes.io/zone"
+    assert constraint["labelSelector"] == {"matchLabels": {"app": "nginx", "version": "v1"}}
+    assert spread(eks_run, "nginx-v2") is None, "the canary is small and short-lived"
+    assert spread(run_program(EXISTING_CLUSTER), "nginx-v1") is None

@@ -22,6 +22,8 @@ class CanaryAppArgs:
     """The app namespace as the mesh created or labelled it, so the app follows it."""
     sidecar_injector: Sequence[pulumi.Resource] = field(default_factory=list)
     istio_crds: Sequence[pulumi.Resource] = field(default_factory=list)
+    spread_over_zones: bool = False
+    """Spread the stable version's pods over availability zones (EKS)."""
 
 
 class CanaryApp(pulumi.ComponentResource):
@@ -37,12 +39,18 @@ class CanaryApp(pulumi.ComponentResource):
             return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
 
         for version in (app.stable, app.canary):
-            manifest = in_namespace(manifests.deployment(app, version))
+            name = manifests.workload_name(app, version)
+            spread = args.spread_over_zones and version is app.stable
+            manifest = in_namespace(manifests.deployment(app, version, spread_over_zones=spread))
             k8s.apps.v1.Deployment(
-                manifests.workload_name(app, version),
+                name,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.sidecar_injector)),
+            )
+            budget = in_namespace(manifests.disruption_budget(app, version))
+            k8s.policy.v1.PodDisruptionBudget(
+                name, metadata=budget["metadata"], spec=budget["spec"], opts=pulumi.ResourceOptions(parent=self)
             )
         service = in_namespace(manifests.service(app))
         k8s.core.v1.Service(

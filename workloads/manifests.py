@@ -25,7 +25,7 @@ def version_labels(app: AppSettings, version: AppVersion) -> dict[str, str]:
     return {"app": app.name, "version": version.label}
 
 
-def deployment(app: AppSettings, version: AppVersion) -> Manifest:
+def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = False) -> Manifest:
     labels = version_labels(app, version)
     probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT}}
     container = {
@@ -46,13 +46,31 @@ def deployment(app: AppSettings, version: AppVersion) -> Manifest:
             "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"]},
         },
     }
+    pod_spec: Manifest = {"containers": [container]}
+    if spread_over_zones:
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": labels},
+            }
+        ]
     return {
         "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
         "spec": {
             "replicas": version.replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
+    }
+
+
+def disruption_budget(app: AppSettings, version: AppVersion) -> Manifest:
+    """Voluntary disruptions (node drains, upgrades) take at most one pod of a version at a time."""
+    return {
+        "metadata": {"name": workload_name(app, version), "namespace": app.namespace},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": version_labels(app, version)}},
     }
 
 

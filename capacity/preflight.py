@@ -2,90 +2,44 @@
 
 Pure functions of the settings, run before any resource is registered. They add up the
 pods and the CPU and memory requests of the system pods, Istio, the addons and the app
-(with its sidecars) and hold them against what the node group's instances offer: the
-VPC CNI's max pods per node and the CPU and memory the EKS AMI leaves allocatable. The
-scheduler places pods by their requests, so requests are what is counted; real usage
-can be higher (up to the limits) or lower.
+(with its sidecars) and hold them against what the node group's instances offer
+(capacity.nodes). The scheduler places pods by their requests, so requests are what is
+counted; real usage can be higher (up to the limits) or lower.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 
 import pulumi
 
+from capacity.nodes import (
+    INSTANCE_TYPES,
+    NO_REQUESTS,
+    NodeCapacity,
+    Requests,
+    _family_of,
+    _size_key,
+    mebibytes,
+    millicores,
+    node_capacity,
+)
+from mesh.charts import HA_REPLICAS
 from settings import EksCluster, NodeGroup, Settings, SettingsError
 from workloads import manifests
 
 HEADROOM_WARNING = 0.20
 """Warn when less than this share of the pods, CPU or memory of the node group is left."""
+
+
 MAX_NODES = 450  # the largest nodeDesiredCount settings accept
 
 
-@dataclass(frozen=True)
-class InstanceType:
-    vcpus: int
-    memory_mib: int
-    enis: int
-    ipv4_per_eni: int
-
-
-# vCPUs, memory, network interfaces and IPv4 addresses per interface as
-# `aws ec2 describe-instance-types` reports them; the max pods they give are those of the
-# EKS AMI's eni-max-pods.txt (e.g. t3a.medium 17, t3.small 11, t3a.small 8, m5.large 29).
-_BURSTABLE = {
-    "micro": InstanceType(2, 1024, 2, 2),
-    "small": InstanceType(2, 2048, 3, 4),
-    "medium": InstanceType(2, 4096, 3, 6),
-    "large": InstanceType(2, 8192, 3, 12),
-    "xlarge": InstanceType(4, 16384, 4, 15),
-    "2xlarge": InstanceType(8, 32768, 4, 15),
-}
-_SIZES = {"large": (2, 3, 10), "xlarge": (4, 4, 15), "2xlarge": (8, 4, 15), "4xlarge": (16, 8, 30)}  # vCPUs, ENIs, IPs
-
-
-def _family(family: str, gib_per_vcpu: int, sizes: Iterable[str]) -> dict[str, InstanceType]:
-    return {
-        f"{family}.{size}": InstanceType(vcpus, vcpus * gib_per_vcpu * 1024, enis, ips)
-        for size in sizes
-        for vcpus, enis, ips in [_SIZES[size]]
-    }
-
-
-INSTANCE_TYPES: dict[str, InstanceType] = {
-    **{f"t3.{size}": spec for size, spec in _BURSTABLE.items()},
-    **{f"t3a.{size}": replace(spec, enis=2) if size == "small" else spec for size, spec in _BURSTABLE.items()},
-    **_family("m5", 4, _SIZES),
-    **_family("m6i", 4, _SIZES),
-    **_family("m7i", 4, _SIZES),
-    **_family("c5", 2, _SIZES),
-    **_family("c6i", 2, _SIZES),
-    **_family("r5", 8, ("large", "xlarge", "2xlarge")),
-    **_family("r6i", 8, ("large", "xlarge", "2xlarge")),
-}
-
-
-@dataclass(frozen=True)
-class Requests:
-    """CPU (millicores) and memory (MiB) requests."""
-
-    cpu_m: int
-    memory_mib: int
-
-    def __add__(self, other: Requests) -> Requests:
-        return Requests(self.cpu_m + other.cpu_m, self.memory_mib + other.memory_mib)
-
-    def __str__(self) -> str:
-        return f"{self.cpu_m}m/{self.memory_mib}Mi"
-
-
-NO_REQUESTS = Requests(0, 0)
 SIDECAR = "istio-proxy"
+
+
 # Requests per pod of everything the stack runs besides the app's own containers:
 # - coredns, aws-node (VPC CNI) and kube-proxy: the EKS add-ons' requests; where an add-on
 #   sets no memory request, 64Mi is assumed.
@@ -105,8 +59,14 @@ REQUESTS: dict[str, Requests] = {
     "grafana": Requests(250, 256),
     "kiali": Requests(10, 64),
 }
+
+
 COREDNS_REPLICAS = 2
+
+
 ADDONS = ("prometheus", "grafana", "kiali")
+
+
 NEEDS_PROMETHEUS = ("grafana", "kiali")  # settings refuse them without prometheus
 
 
@@ -126,16 +86,6 @@ class Item:
     @property
     def requests(self) -> Requests:
         return Requests(self.pods * self.pod.cpu_m, self.pods * self.pod.memory_mib)
-
-
-@dataclass(frozen=True)
-class NodeCapacity:
-    """What one node of an instance type offers pods."""
-
-    instance_type: str
-    max_pods: int
-    cpu_m: int
-    memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -170,16 +120,20 @@ class CapacityPlan:
     @property
     def pods_per_node(self) -> int:
         """Pods on the busiest node: its DaemonSet pods and an even share of the rest."""
-        daemons = sum(1 for item in self.items if item.per_node)
+        daemons = sum(1 for item in self.items if item.per_node) if self.node_count else 0
         others = sum(item.pods for item in self.items if not item.per_node)
         return daemons + (math.ceil(others / self.node_count) if self.node_count else others)
 
     @property
+    def room_per_node(self) -> Requests:
+        """What one node has left for other pods after its DaemonSet pods."""
+        daemons = self.per_node_daemons
+        return Requests(self.node.cpu_m - daemons.cpu_m, self.node.memory_mib - daemons.memory_mib)
+
+    @property
     def too_big_for_a_node(self) -> tuple[Item, ...]:
         """Items whose single pod is larger than what a node has left after its DaemonSet pods."""
-        room = Requests(
-            self.node.cpu_m - self.per_node_daemons.cpu_m, self.node.memory_mib - self.per_node_daemons.memory_mib
-        )
+        room = self.room_per_node
         return tuple(
             item
             for item in self.items
@@ -212,71 +166,6 @@ class CapacityPlan:
             "cpu": 1 - self.needed.cpu_m / self.capacity.cpu_m,
             "memory": 1 - self.needed.memory_mib / self.capacity.memory_mib,
         }
-
-
-def max_pods(instance: InstanceType, prefix_delegation: bool = False) -> int:
-    """Max pods per node the EKS AMI sets for the VPC CNI (its eni-max-pods.txt and max-pods-calculator.sh)."""
-    # Every ENI's first address is the node's own; +2 for the host-network pods (aws-node, kube-proxy).
-    if not prefix_delegation:
-        return instance.enis * (instance.ipv4_per_eni - 1) + 2
-    # With prefix delegation every secondary address is a /28 prefix of 16 addresses; EKS then caps
-    # max pods at 110 on instances with fewer than 30 vCPUs and at 250 on larger ones.
-    return min(instance.enis * (instance.ipv4_per_eni - 1) * 16 + 2, 110 if instance.vcpus < 30 else 250)
-
-
-def reserved_cpu_m(vcpus: int) -> int:
-    """kube-reserved CPU of the EKS AMI bootstrap: 6% of the first core, 1% of the second,
-    0.5% of cores 3-4 and 0.25% of every core above 4."""
-    reserved = Decimal(0)
-    remaining = vcpus
-    for cores, millicores_per_core in ((1, Decimal(60)), (1, Decimal(10)), (2, Decimal(5)), (vcpus, Decimal("2.5"))):
-        used = min(cores, remaining)
-        reserved += used * millicores_per_core
-        remaining -= used
-    return math.ceil(reserved)
-
-
-def reserved_memory_mib(pods: int) -> int:
-    """kube-reserved memory of the EKS AMI bootstrap (255 MiB + 11 MiB per pod) plus its
-    100 MiB hard eviction threshold."""
-    return 255 + 11 * pods + 100
-
-
-def node_capacity(instance_type: str, prefix_delegation: bool = False) -> NodeCapacity:
-    """Max pods and allocatable CPU and memory of one node; SettingsError for an unknown type."""
-    instance = INSTANCE_TYPES.get(instance_type)
-    if instance is None:
-        raise SettingsError(_unknown_instance_type(instance_type))
-    pods = max_pods(instance, prefix_delegation)
-    # Nominal memory: the kernel keeps a little of it, so real allocatable memory is slightly lower.
-    return NodeCapacity(
-        instance_type,
-        max_pods=pods,
-        cpu_m=instance.vcpus * 1000 - reserved_cpu_m(instance.vcpus),
-        memory_mib=instance.memory_mib - reserved_memory_mib(pods),
-    )
-
-
-_CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?")
-_BYTES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def millicores(quantity: str | int | float) -> int:
-    """A Kubernetes CPU quantity ("50m", "0.5", 1) in millicores, rounded up."""
-    match = _CPU.fullmatch(str(quantity))
-    if not match:
-        raise ValueError(f"not a CPU quantity: {quantity!r}")
-    number = Decimal(match.group(1))
-    return math.ceil(number if match.group(2) else number * 1000)
-
-
-def mebibytes(quantity: str | int) -> int:
-    """A Kubernetes memory quantity ("64Mi", "1Gi", "128M", bytes) in MiB, rounded up."""
-    match = _MEMORY.fullmatch(str(quantity))
-    if not match:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return math.ceil(Decimal(match.group(1)) * _BYTES[match.group(2) or ""] / 2**20)
 
 
 def _container_requests(container: dict[str, object]) -> Requests:
@@ -312,8 +201,8 @@ def _items(settings: Settings, node_count: int) -> tuple[Item, ...]:
         Item("aws-node", node_count, REQUESTS["aws-node"], note="one per node", per_node=True),
         Item("kube-proxy", node_count, REQUESTS["kube-proxy"], note="one per node", per_node=True),
         # In EKS mode this node group is the cluster's only one: Istio runs on it however it is installed.
-        Item("istiod", 1, REQUESTS["istiod"], note=istio_note),
-        Item("istio-ingressgateway", 1, REQUESTS["istio-ingressgateway"], note=istio_note),
+        Item("istiod", HA_REPLICAS, REQUESTS["istiod"], note=istio_note),
+        Item("istio-ingressgateway", HA_REPLICAS, REQUESTS["istio-ingressgateway"], note=istio_note),
         *(
             Item(addon, 1, REQUESTS[addon], note="assumed: chart sets none" if addon != "kiali" else "", setting=addon)
             for addon in ADDONS
@@ -332,7 +221,10 @@ def plan_capacity(settings: Settings, prefix_delegation: bool = False) -> Capaci
     """What the stack needs against its node group at nodeDesiredCount; None in existing-cluster mode."""
     if not isinstance(settings.cluster, EksCluster):
         return None  # the nodes of an existing cluster are not known here
-    group = settings.cluster.node_group
+    return _plan_group(settings, settings.cluster.node_group, prefix_delegation)
+
+
+def _plan_group(settings: Settings, group: NodeGroup, prefix_delegation: bool) -> CapacityPlan:
     return _plan(group.instance_type, group.desired_count, prefix_delegation, _items(settings, group.desired_count))
 
 
@@ -342,11 +234,10 @@ def check_capacity(settings: Settings, prefix_delegation: bool = False) -> Capac
     Skipped (None) in existing-cluster mode. With nodeDesiredCount 0 (the node group paused
     to save cost) nothing can run, which is a warning, not an error.
     """
-    plan = plan_capacity(settings, prefix_delegation)
-    if plan is None:
+    if not isinstance(settings.cluster, EksCluster):
         return None
-    assert isinstance(settings.cluster, EksCluster)
     group = settings.cluster.node_group
+    plan = _plan_group(settings, group, prefix_delegation)
     if plan.node_count == 0:
         needed = _nodes_needed(plan)
         pulumi.log.warn(
@@ -371,31 +262,6 @@ def _nodes_needed(plan: CapacityPlan, start: int = 1) -> int | None:
         if candidate.fits:
             return count
     return None
-
-
-def _size_key(instance_type: str) -> tuple[int, int, str]:
-    spec = INSTANCE_TYPES[instance_type]
-    return spec.vcpus, spec.memory_mib, instance_type
-
-
-def _family_of(instance_type: str) -> str:
-    return instance_type.split(".", 1)[0]
-
-
-def _unknown_instance_type(instance_type: str) -> str:
-    families: dict[str, list[str]] = {}
-    for name in sorted(INSTANCE_TYPES, key=_size_key):
-        families.setdefault(_family_of(name), []).append(name.split(".", 1)[1])
-    known = "; ".join(f"{family} ({sizes[0]} to {sizes[-1]})" for family, sizes in sorted(families.items()))
-    close = difflib.get_close_matches(instance_type, INSTANCE_TYPES, n=1)
-    hint = f" Did you mean {close[0]}?" if close else ""
-    return (
-        f"nodeInstanceType = {instance_type!r}: the capacity preflight does not know this instance type, so it "
-        f"cannot tell whether the stack fits its nodes (nothing was changed).{hint}\n"
-        f"  Known: {known}.\n"
-        "  Use one of them, or add the type to INSTANCE_TYPES in capacity.py (vCPUs, memory, ENIs and IPv4 "
-        f"addresses per ENI from `aws ec2 describe-instance-types --instance-types {instance_type}`)."
-    )
 
 
 def _amounts(requests: Requests, pods: int | None = None) -> str:
@@ -455,7 +321,7 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
         choice = family[0] if family else fitting[0]
         smallest = f"; smallest in the table: {fitting[0]}" if fitting[0] != choice else ""
         fixes.append(
-            f"  - nodeInstanceType = {choice} (the smallest {'of ' + _family_of(choice) if family else 'type'} "
+            f"  - nodeInstanceType = {choice} (the smallest {_family_of(choice) + ' ' if family else ''}type "
             f"that holds it on {plan.node_count} node{'s' if plan.node_count != 1 else ''}{smallest})"
         )
     else:
@@ -470,7 +336,8 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
             + (_short_text(delegated.shortfall) or "room for its largest pods")
         )
         fixes.append(
-            "  - enable VPC CNI prefix delegation (ENABLE_PREFIX_DELEGATION=true on the aws-node DaemonSet): "
+            "  - enable VPC CNI prefix delegation (ENABLE_PREFIX_DELEGATION=true on the aws-node DaemonSet, for nodes "
+            "launched after it): "
             f"{delegated.node.max_pods} pods per {node.instance_type} node instead of {node.max_pods}, "
             f"{delegated.node.memory_mib} MiB allocatable instead of {node.memory_mib} ({outcome})"
         )
@@ -504,15 +371,14 @@ def _failure(group: NodeGroup, plan: CapacityPlan) -> str:
         f"  each {node.instance_type} node: at most {node.max_pods} pods, {node.cpu_m}m CPU and {node.memory_mib} MiB "
         "memory allocatable",
         f"  needed: {_amounts(plan.needed, plan.pods)} ({plan.pods_per_node} pods on the busiest node); "
-        f"{nodes} offer {_amounts(plan.capacity, plan.capacity_pods)}",
+        f"the node group offers {_amounts(plan.capacity, plan.capacity_pods)} ({nodes})",
     ]
     if plan.shortfall:
         lines.append(f"  short by {_short_text(plan.shortfall)}")
-    daemons = plan.per_node_daemons
     for item in plan.too_big_for_a_node:
         lines.append(
             f"  one {item.name} pod requests {item.pod}, more than a {node.instance_type} node has left after "
-            f"aws-node and kube-proxy ({node.cpu_m - daemons.cpu_m}m/{node.memory_mib - daemons.memory_mib}Mi)"
+            f"aws-node and kube-proxy ({plan.room_per_node})"
         )
     lines += [
         "  requests (pods x per pod), largest first:",
@@ -539,10 +405,16 @@ def _warning(group: NodeGroup, plan: CapacityPlan, tight: dict[str, float]) -> s
         ),
         None,
     )
-    advice = f"; nodeDesiredCount = {roomy} leaves {HEADROOM_WARNING:.0%} of each" if roomy else ""
+    advice = f" nodeDesiredCount = {roomy} leaves at least {HEADROOM_WARNING:.0%} of each." if roomy else ""
+    needed = _nodes_needed(plan)
+    scale_in = (
+        f" nodeMinCount {group.min_count} lets the group scale in below the {needed} nodes it needs, which evicts "
+        f"pods that then stay Pending."
+        if needed is not None and group.min_count < needed
+        else ""
+    )
     return (
         f"node group {group.name} ({plan.node_count} x {plan.node.instance_type}) holds the stack with little "
-        f"headroom: {details}. A rolling update starts a new pod before it stops an old one{advice}"
-        + _min_count_note(group, _nodes_needed(plan))
-        + "."
+        f"headroom: {details}. Requests are a floor, not usage, and a rolling update starts a new pod before it "
+        f"stops an old one.{advice}{scale_in}"
     )

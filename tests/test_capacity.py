@@ -1,0 +1,269 @@
+"""Capacity preflight: the stack's pods and requests against the node group, pure and fast."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+import capacity
+from capacity import CapacityPlan, InstanceType, NodeCapacity, Requests
+from settings import Settings, SettingsError, load_settings
+from tests.harness import EXISTING_CLUSTER, PROJECT_DIR, DictConfig
+from workloads import manifests
+
+# Max pods per node from the EKS AMI's eni-max-pods.txt, for every type of the table.
+ENI_MAX_PODS = {
+    **dict.fromkeys(["t3.micro", "t3a.micro"], 4),
+    "t3.small": 11,
+    "t3a.small": 8,
+    **dict.fromkeys(["t3.medium", "t3a.medium"], 17),
+    **dict.fromkeys(["t3.large", "t3a.large"], 35),
+    **{f"{family}.{size}": 58 for family in ("t3", "t3a") for size in ("xlarge", "2xlarge")},
+    **{f"{family}.large": 29 for family in ("m5", "m6i", "m7i", "c5", "c6i", "r5", "r6i")},
+    **{
+        f"{family}.{size}": 58
+        for family in ("m5", "m6i", "m7i", "c5", "c6i", "r5", "r6i")
+        for size in ("xlarge", "2xlarge")
+    },
+    **{f"{family}.4xlarge": 234 for family in ("m5", "m6i", "m7i", "c5", "c6i")},
+}
+SIDECAR = Requests(100, 128)  # Istio's default proxy requests
+ADDON_REQUESTS = {"prometheus": Requests(500, 512), "grafana": Requests(250, 256), "kiali": Requests(10, 64)}
+
+
+def settings_of(config: dict[str, str] | None = None) -> Settings:
+    return load_settings(DictConfig(config))
+
+
+def plan_of(config: dict[str, str] | None = None, prefix_delegation: bool = False) -> CapacityPlan:
+    plan = capacity.plan_capacity(settings_of(config), prefix_delegation)
+    assert plan is not None
+    return plan
+
+
+def failure_of(config: dict[str, str]) -> str:
+    with pytest.raises(SettingsError) as failure:
+        capacity.check_capacity(settings_of(config))
+    return str(failure.value)
+
+
+def app_pod() -> Requests:
+    """One app pod as workloads/manifests.py declares it, plus its sidecar."""
+    settings = settings_of()
+    (container,) = manifests.deployment(settings.app, settings.app.stable)["spec"]["template"]["spec"]["containers"]
+    requests = container["resources"]["requests"]
+    return Requests(capacity.millicores(requests["cpu"]), capacity.mebibytes(requests["memory"])) + SIDECAR
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr("capacity.preflight.pulumi.log.warn", lambda message, *args, **kwargs: said.append(message))
+    return said
+
+
+def test_seed_dev_stack_fits(warnings: list[str]) -> None:
+    """Pulumi.dev.yaml, 3 x t3a.medium with Istio and every addon: it fits, without a warning.
+
+    Each t3a.medium node: 17 pods, 1930m CPU, 3554 MiB allocatable (3 nodes: 51 pods, 5790m,
+    10662 MiB). Needed, with istiod and the gateway at 2 replicas each: 17 pods (6 on the
+    busiest node), 2835m CPU, 6092 MiB memory, so about 65% of the pods, 51% of the CPU and
+    43% of the memory stay free. The largest pod, istiod (500m/2048Mi), fits a node's
+    1805m/3426Mi left after aws-node and kube-proxy.
+    """
+    dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
+    config = {
+        key.split(":", 1)[1]: json.dumps(value) if isinstance(value, list) else str(value)
+        for key, value in dev.items()
+        if key.startswith("canary:")
+    }
+    plan = capacity.check_capacity(settings_of(config))
+    assert plan is not None and plan.fits and warnings == []
+    assert plan.node == NodeCapacity("t3a.medium", max_pods=17, cpu_m=1930, memory_mib=3554)
+    assert (plan.node_count, plan.capacity_pods, plan.capacity) == (3, 51, Requests(5790, 10662))
+    # Everything but the app: 2 coredns, 3 aws-node, 3 kube-proxy, 2 istiod, 2 gateways, 3 addons.
+    assert plan.pods == 15 + 2 and plan.pods_per_node == 2 + 4
+    assert plan.needed == Requests(2535, 5708) + app_pod() + app_pod()
+    assert app_pod() == Requests(150, 192), "the docstring's numbers assume the seed's 50m/64Mi app requests"
+    assert plan.needed == Requests(2835, 6092)
+    assert plan.too_big_for_a_node == () and min(plan.headroom.values()) > 0.4
+
+
+def test_one_t3a_medium_node_is_short_of_cpu_and_memory() -> None:
+    """1 x t3a.medium: 2585m CPU and 5836 MiB needed against 1930m and 3554 MiB."""
+    plan = plan_of({"nodeDesiredCount": "1"})
+    assert not plan.fits and set(plan.shortfall) == {"cpu", "memory"}
+    message = failure_of({"nodeDesiredCount": "1"})
+    short = plan.needed.cpu_m - 1930, plan.needed.memory_mib - 3554
+    assert f"short by {short[0]}m CPU, {short[1]} MiB memory" in message, message
+    assert "nodeInstanceType = t3a.medium, nodeDesiredCount = 1 (nodeMinCount 0, nodeMaxCount 4)" in message
+    assert "istiod: 2 x 500m/2048Mi" in message.split("largest first:")[1].splitlines()[1], "biggest consumer first"
+    fixes = message.split("Fix one of:")[1]
+    assert "nodeDesiredCount = 2 (2 x t3a.medium)" in fixes
+    assert "nodeMinCount 0 lets the group scale in below 2 nodes" in fixes
+    assert (
+        "nodeInstanceType = t3a.xlarge (the smallest t3a type" in fixes and "smallest in the table: c5.xlarge" in fixes
+    )
+    assert "`pulumi config set grafana false`: frees 1 pod, 250m CPU, 256 MiB memory (not enough on its own)" in fixes
+    assert "`pulumi config set kiali false`: frees 1 pod, 10m CPU, 64 MiB memory (not enough on its own)" in fixes
+    assert "(and grafana and kiali, which need it): frees 3 pods, 760m CPU, 832 MiB memory" in fixes
+    assert "prefix delegation" not in fixes, "pods are not what is short"
+    assert "nothing was changed" in message
+
+
+def test_istiod_does_not_fit_a_t3_small_at_any_count() -> None:
+    message = failure_of({"nodeDesiredCount": "1", "nodeInstanceType": "t3.small"})
+    assert "at most 11 pods, 1930m CPU and 1572 MiB memory allocatable" in message
+    assert "one istiod pod requests 500m/2048Mi, more than a t3.small node has left" in message
+    assert "(1805m/1444Mi)" in message
+    assert "no node count helps: istiod (500m/2048Mi) does not fit one t3.small node" in message
+    assert "nodeInstanceType = t3.xlarge" in message
+
+
+def test_the_largest_pod_must_fit_next_to_the_daemonsets() -> None:
+    """2100 MiB allocatable holds istiod's 2048Mi alone, but not beside aws-node and kube-proxy (128Mi)."""
+    daemons = [capacity.Item(name, 10, capacity.REQUESTS[name], per_node=True) for name in ("aws-node", "kube-proxy")]
+    istiod = capacity.Item("istiod", 1, capacity.REQUESTS["istiod"])
+    plan = CapacityPlan(NodeCapacity("custom", 17, 1930, 2100), 10, False, (*daemons, istiod))
+    assert plan.shortfall == {} and plan.room_per_node == Requests(1805, 1972)
+    assert plan.too_big_for_a_node == (istiod,) and not plan.fits
+
+
+def test_too_many_pods_offers_prefix_delegation_and_more_nodes() -> None:
+    config = {"stableReplicas": "20", "canaryReplicas": "20"}
+    plan = plan_of(config)
+    assert plan.shortfall["pods"] == plan.pods - 51 > 0
+    message = failure_of(config)
+    assert f"short by {plan.pods - 51} pods" in message
+    assert (plan.pods, plan.pods_per_node) == (55, 2 + 17), "49 pods that are not DaemonSets over 3 nodes: 17 on one"
+    assert "(19 pods on the busiest node)" in message
+    assert "enable VPC CNI prefix delegation" in message
+    assert "110 pods per t3a.medium node instead of 17, 2531 MiB allocatable instead of 3554" in message
+    assert "nodeDesiredCount = 5 and nodeMaxCount = 5 (5 x t3a.medium)" in message
+
+
+def test_little_headroom_warns(warnings: list[str]) -> None:
+    """3 x t3a.medium with 7 + 7 replicas: 4635m of 5790m CPU requested, just under 20% left."""
+    plan = capacity.check_capacity(settings_of({"stableReplicas": "7", "canaryReplicas": "7"}))
+    assert plan is not None and plan.fits
+    assert [dimension for dimension, share in plan.headroom.items() if share < 0.2] == ["cpu"]
+    (warning,) = warnings
+    free = 1 - plan.needed.cpu_m / 5790
+    assert f"CPU {plan.needed.cpu_m}m of 5790m ({free:.0%} free)" in warning, warning
+    assert "memory" not in warning.split("headroom:")[1].split(".")[0], "only the tight dimension is named"
+    assert "nodeDesiredCount = 4 leaves at least 20% of each" in warning
+    assert "nodeMinCount 0 lets the group scale in below the 3 nodes it needs" in warning
+
+
+def test_warning_advises_the_fewest_nodes_with_enough_headroom(warnings: list[str]) -> None:
+    config = {"nodeDesiredCount": "10", "nodeMaxCount": "450", "stableReplicas": "50", "canaryReplicas": "50"}
+    capacity.check_capacity(settings_of(config))
+    (warning,) = warnings
+    match = re.search(r"nodeDesiredCount = (\d+) leaves at least 20% of each", warning)
+    assert match, warning
+    advised = int(match.group(1))
+    assert min(plan_of({**config, "nodeDesiredCount": str(advised)}).headroom.values()) >= 0.2
+    assert min(plan_of({**config, "nodeDesiredCount": str(advised - 1)}).headroom.values()) < 0.2
+
+
+def test_no_nodes_warns_instead_of_failing(warnings: list[str]) -> None:
+    """nodeDesiredCount 0 is the documented way to stop paying for nodes."""
+    plan = capacity.check_capacity(settings_of({"nodeDesiredCount": "0"}))
+    assert plan is not None and not plan.fits and plan.pods_per_node == plan.pods
+    (warning,) = warnings
+    assert "nodeDesiredCount = 0" in warning and "at least 2 x t3a.medium" in warning
+
+
+@pytest.mark.parametrize("instance_type", ["x9.huge", "t3a.mediun"])
+def test_unknown_instance_type_is_named_with_the_known_ones(instance_type: str) -> None:
+    message = failure_of({"nodeInstanceType": instance_type})
+    assert f"nodeInstanceType = '{instance_type}': the capacity preflight does not know this instance type" in message
+    for family in (
+        "t3 (micro to 2xlarge)",
+        "t3a (micro to 2xlarge)",
+        "m5 (large to 4xlarge)",
+        "r6i (large to 2xlarge)",
+    ):
+        assert family in message, message
+    assert "INSTANCE_TYPES in capacity/nodes.py" in message
+    assert ("Did you mean t3a.medium?" in message) == (instance_type == "t3a.mediun")
+
+
+def test_max_pods_of_every_type_match_the_eks_ami() -> None:
+    assert {name: capacity.max_pods(spec) for name, spec in capacity.INSTANCE_TYPES.items()} == ENI_MAX_PODS
+
+
+def test_prefix_delegation_raises_max_pods_and_lowers_allocatable_memory() -> None:
+    assert capacity.node_capacity("t3a.medium", prefix_delegation=True) == NodeCapacity("t3a.medium", 110, 1930, 2531)
+    assert capacity.node_capacity("t3.micro", prefix_delegation=True).max_pods == 2 * 1 * 16 + 2
+    assert capacity.max_pods(InstanceType(32, 131072, 8, 30), prefix_delegation=True) == 250
+    plan = plan_of(prefix_delegation=True)
+    assert plan.fits and plan.prefix_delegation and plan.capacity_pods == 330
+
+
+def test_allocatable_follows_the_eks_ami_reservations() -> None:
+    assert [capacity.reserved_cpu_m(vcpus) for vcpus in (1, 2, 4, 8, 16)] == [60, 70, 80, 90, 110]
+    assert capacity.node_capacity("t3a.medium") == NodeCapacity("t3a.medium", 17, 2000 - 70, 4096 - 255 - 11 * 17 - 100)
+    assert capacity.node_capacity("m5.4xlarge") == NodeCapacity("m5.4xlarge", 234, 16000 - 110, 65536 - 2929)
+
+
+def test_existing_cluster_mode_is_skipped(warnings: list[str]) -> None:
+    settings = settings_of(EXISTING_CLUSTER)
+    assert capacity.plan_capacity(settings) is None and capacity.check_capacity(settings) is None
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    "off", [("kiali",), ("grafana",), ("grafana", "kiali"), ("prometheus", "grafana", "kiali")], ids="+".join
+)
+def test_turning_addons_off_frees_exactly_their_requests(off: tuple[str, ...]) -> None:
+    full = plan_of()
+    lean = plan_of(dict.fromkeys(off, "false"))
+    assert full.pods - lean.pods == len(off)
+    freed = sum((ADDON_REQUESTS[addon] for addon in off), Requests(0, 0))
+    assert Requests(full.needed.cpu_m - lean.needed.cpu_m, full.needed.memory_mib - lean.needed.memory_mib) == freed
+
+
+def test_replicas_scale_the_app_with_its_sidecars() -> None:
+    base = plan_of()
+    more = plan_of({"stableReplicas": "3", "canaryReplicas": "2"})
+    pod = app_pod()
+    assert more.pods - base.pods == 3
+    assert more.needed == base.needed + Requests(3 * pod.cpu_m, 3 * pod.memory_mib)
+    canary = next(item for item in more.items if item.name == "nginx-v2")
+    assert (canary.pods, canary.pod) == (2, pod) and "istio-proxy sidecar 100m/128Mi" in canary.note
+
+
+def test_nodes_add_their_daemonset_pods() -> None:
+    three, four = plan_of(), plan_of({"nodeDesiredCount": "4"})
+    assert four.pods - three.pods == 2
+    assert four.needed == three.needed + Requests(125, 128)
+
+
+def test_istio_installed_elsewhere_still_runs_on_the_node_group() -> None:
+    plan = plan_of({"installIstio": "false"})
+    istiod = next(item for item in plan.items if item.name == "istiod")
+    assert istiod.pod == Requests(500, 2048) and "installIstio = false" in istiod.note
+    assert plan.needed == plan_of().needed
+
+
+@pytest.mark.parametrize(("quantity", "expected"), [("50m", 50), ("0.1", 100), (1, 1000), ("1.5", 1500), ("250m", 250)])
+def test_cpu_quantities(quantity: str | int, expected: int) -> None:
+    assert capacity.millicores(quantity) == expected
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"), [("64Mi", 64), ("2Gi", 2048), ("128M", 123), ("512Ki", 1), (str(2**20), 1), (0, 0)]
+)
+def test_memory_quantities(quantity: str | int, expected: int) -> None:
+    assert capacity.mebibytes(quantity) == expected
+
+
+def test_bad_quantities_are_refused() -> None:
+    with pytest.raises(ValueError, match="not a CPU quantity"):
+        capacity.millicores("lots")
+    with pytest.raises(ValueError, match=re.escape("not a memory quantity: '1GB'")):
+        capacity.mebibytes("1GB")
