@@ -97,6 +97,13 @@ class Cluster(pulumi.ComponentResource):
             )
             for index, arn in enumerate(settings.admin_arns)
         }
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {settings.name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            opts=child,
+        )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=settings.name,
@@ -109,6 +116,9 @@ class Cluster(pulumi.ComponentResource):
             authentication_mode=eks.AuthenticationMode.API,
             access_entries=admins,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            encryption_config_key_arn=secrets_key.arn,
+            # IAM roles for service accounts (IRSA) for add-ons that call AWS.
+            create_oidc_provider=True,
             endpoint_private_access=True,
             endpoint_public_access=bool(settings.api_access_cidrs),
             public_access_cidrs=list(settings.api_access_cidrs) or None,

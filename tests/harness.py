@@ -102,6 +102,8 @@ def resolve(value: Any) -> Any:
 
 def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs a cloud or Kubernetes API would add, in the provider's camelCase."""
+    if type_.startswith("aws:"):
+        return {"arn": f"arn:aws:mock:::{name}"}
     if type_ == "eks:index:Cluster":
         return {"kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}'}
     if type_ == "kubernetes:helm.sh/v3:Release":

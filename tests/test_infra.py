@@ -132,3 +132,11 @@ def test_stack_outputs(eks_run: ProgramRun) -> None:
     assert module["app"].traffic_split == {"v1": 90, "v2": 10}
     curl = eks_run.output(module["mesh"].ingress_host.apply(lambda host: host))
     assert curl == "canary-nlb.elb.example.test"
+
+
+def test_secrets_are_envelope_encrypted_and_service_accounts_can_assume_roles(eks_run: ProgramRun) -> None:
+    (key,) = eks_run.of_type("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    cluster = eks_run.named("cluster-eks")
+    assert cluster.inputs["encryptionConfigKeyArn"] == f"arn:aws:mock:::{key.name}"
+    assert cluster.inputs["createOidcProvider"] is True
