@@ -267,3 +267,12 @@ def test_bad_quantities_are_refused() -> None:
         capacity.millicores("lots")
     with pytest.raises(ValueError, match=re.escape("not a memory quantity: '1GB'")):
         capacity.mebibytes("1GB")
+
+
+def test_the_program_stops_before_any_resource_when_the_stack_does_not_fit() -> None:
+    from tests.harness import ProgramRun, run_program
+
+    run = ProgramRun()
+    with pytest.raises(SettingsError, match="cannot hold what the stack declares"):
+        run_program({"nodeDesiredCount": "1"}, run=run)
+    assert run.resources == []
