@@ -52,6 +52,7 @@ REQUESTS: dict[str, Requests] = {
     "coredns": Requests(100, 70),
     "aws-node": Requests(25, 64),
     "kube-proxy": Requests(100, 64),
+    "istio-cni": Requests(100, 100),
     "istiod": Requests(500, 2048),
     "istio-ingressgateway": Requests(100, 128),
     SIDECAR: Requests(100, 128),
@@ -201,6 +202,11 @@ def _items(settings: Settings, node_count: int) -> tuple[Item, ...]:
         Item("aws-node", node_count, REQUESTS["aws-node"], note="one per node", per_node=True),
         Item("kube-proxy", node_count, REQUESTS["kube-proxy"], note="one per node", per_node=True),
         # In EKS mode this node group is the cluster's only one: Istio runs on it however it is installed.
+        *(
+            [Item("istio-cni", node_count, REQUESTS["istio-cni"], note="one per node", per_node=True)]
+            if settings.mesh.install_istio  # an Istio installed elsewhere may not use the CNI node agent
+            else []
+        ),
         Item("istiod", HA_REPLICAS, REQUESTS["istiod"], note=istio_note),
         Item("istio-ingressgateway", HA_REPLICAS, REQUESTS["istio-ingressgateway"], note=istio_note),
         *(

@@ -34,6 +34,7 @@ def istio_charts(version: str) -> dict[str, Chart]:
     return {
         "base": Chart("istio-base", "base", ISTIO_CHARTS, version),
         "istiod": Chart("istiod", "istiod", ISTIO_CHARTS, version),
+        "cni": Chart("istio-cni", "cni", ISTIO_CHARTS, version),
         "gateway": Chart(INGRESS_GATEWAY, "gateway", ISTIO_CHARTS, version),
     }
 
@@ -74,8 +75,16 @@ HA_REPLICAS = 2
 a node can then drain during node group updates while the mesh keeps serving."""
 
 
+def cni_values() -> dict[str, Any]:
+    # Chained after the VPC CNI on EKS (the chart's defaults); it sets up each pod's traffic
+    # redirection, so pods need no privileged istio-init container.
+    return {}
+
+
 def istiod_values(on_eks: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {"global": {"istioNamespace": ISTIO_NAMESPACE}}
+    # Sidecars rely on the Istio CNI node agent instead of an istio-init container with
+    # NET_ADMIN and NET_RAW: the app namespace can then enforce Pod Security "baseline".
+    values: dict[str, Any] = {"global": {"istioNamespace": ISTIO_NAMESPACE}, "cni": {"enabled": True}}
     if on_eks:
         values |= {
             "autoscaleMin": HA_REPLICAS,

@@ -15,6 +15,17 @@ from settings import MeshSettings
 
 PREEXISTING_NAMESPACES = {"default"}
 INJECTION_LABEL = {"istio-injection": "enabled"}
+# Pod Security Admission: with the Istio CNI, injected pods meet "baseline" (the seed's nginx
+# runs as root, so not "restricted"; that level is only warned about and audited). When Istio
+# is installed outside the stack, it may use istio-init containers that baseline rejects, so
+# baseline is then only warned about and audited too.
+POD_SECURITY = "pod-security.kubernetes.io"
+PSA_WITH_ISTIO_CNI = {
+    f"{POD_SECURITY}/enforce": "baseline",
+    f"{POD_SECURITY}/warn": "restricted",
+    f"{POD_SECURITY}/audit": "restricted",
+}
+PSA_WITHOUT_ISTIO_CNI = {f"{POD_SECURITY}/warn": "baseline", f"{POD_SECURITY}/audit": "baseline"}
 
 
 @dataclass(frozen=True)
@@ -51,13 +62,14 @@ class Mesh(pulumi.ComponentResource):
         self.dashboards = self._install_addons(settings)
 
         name_ = settings.app_namespace
+        labels = {**INJECTION_LABEL, **(PSA_WITH_ISTIO_CNI if settings.install_istio else PSA_WITHOUT_ISTIO_CNI)}
         labelled = self._after(*self.sidecar_injector)
         namespace: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
         if name_ in PREEXISTING_NAMESPACES:
-            metadata_patch = k8s.meta.v1.ObjectMetaPatchArgs(name=name_, labels=INJECTION_LABEL)
+            metadata_patch = k8s.meta.v1.ObjectMetaPatchArgs(name=name_, labels=labels)
             namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", metadata=metadata_patch, opts=labelled)
         else:
-            metadata = k8s.meta.v1.ObjectMetaArgs(name=name_, labels=INJECTION_LABEL)
+            metadata = k8s.meta.v1.ObjectMetaArgs(name=name_, labels=labels)
             namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=labelled)
         # The name once the namespace carries its label, so the app waits for it.
         self.app_namespace = namespace.metadata.apply(lambda _: name_)
@@ -92,7 +104,8 @@ class Mesh(pulumi.ComponentResource):
             f"{name}-istio-system", metadata=k8s.meta.v1.ObjectMetaArgs(name=charts.ISTIO_NAMESPACE), opts=self._after()
         )
         base = self._release(istio["base"], charts.base_values(), self._after(namespace))
-        istiod = self._release(istio["istiod"], charts.istiod_values(on_eks), self._after(base))
+        cni = self._release(istio["cni"], charts.cni_values(), self._after(base))
+        istiod = self._release(istio["istiod"], charts.istiod_values(on_eks), self._after(cni))
         # A gateway installed before istiod runs gets no proxy image (istio#35789).
         gateway = self._release(istio["gateway"], charts.gateway_values(on_eks), self._after(istiod))
         # The gateway's Service is ours, not the chart's: Pulumi waits for a LoadBalancer's

@@ -23,7 +23,13 @@ def local_run() -> ProgramRun:
 
 
 def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run: ProgramRun) -> None:
-    for release, chart in (("istio-base", "base"), ("istiod", "istiod"), ("istio-ingressgateway", "gateway")):
+    charts_by_release = (
+        ("istio-base", "base"),
+        ("istio-cni", "cni"),
+        ("istiod", "istiod"),
+        ("istio-ingressgateway", "gateway"),
+    )
+    for release, chart in charts_by_release:
         inputs = eks_run.named(release, RELEASE).inputs
         assert inputs["chart"] == chart
         assert inputs["version"] == "1.31.1"
@@ -34,8 +40,10 @@ def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run:
 
 def test_istio_installs_crds_then_istiod_then_the_gateway(eks_run: ProgramRun) -> None:
     base, istiod, gateway = (eks_run.named(name, RELEASE) for name in ("istio-base", "istiod", "istio-ingressgateway"))
+    cni = eks_run.named("istio-cni", RELEASE)
     assert eks_run.depends_on(base, eks_run.named("mesh-istio-system"))
-    assert eks_run.depends_on(istiod, base)
+    assert eks_run.depends_on(cni, base) and eks_run.depends_on(istiod, cni)
+    assert istiod.inputs["values"]["cni"] == {"enabled": True}, "sidecars without the privileged istio-init"
     assert eks_run.depends_on(gateway, istiod)
     assert not eks_run.depends_on(base, istiod)
     for release in (base, istiod, gateway):
@@ -79,14 +87,19 @@ def test_istio_objects_wait_for_crds_and_pods_for_the_injector(eks_run: ProgramR
 def test_app_namespace_is_labelled_for_injection(eks_run: ProgramRun) -> None:
     patch = eks_run.named("mesh-app-namespace")
     assert patch.type == "kubernetes:core/v1:NamespacePatch", "the default namespace exists: label it, never own it"
-    assert patch.inputs["metadata"] == {"name": "default", "labels": {"istio-injection": "enabled"}}
+    labels = patch.inputs["metadata"]["labels"]
+    assert patch.inputs["metadata"]["name"] == "default"
+    assert labels["istio-injection"] == "enabled"
+    # With the Istio CNI, injected pods need no NET_ADMIN: the strictest level the seed's root nginx meets.
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
 def test_other_app_namespace_is_created_with_the_label() -> None:
     run = run_program({**EXISTING_CLUSTER, "appNamespace": "shop"})
     namespace = run.named("mesh-app-namespace")
     assert namespace.type == "kubernetes:core/v1:Namespace"
-    assert namespace.inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
+    assert namespace.inputs["metadata"]["labels"]["istio-injection"] == "enabled"
     assert run.named("nginx-v1", DEPLOYMENT).inputs["metadata"]["namespace"] == "shop"
 
 
@@ -120,7 +133,7 @@ def test_dashboards_are_reachable_only_by_port_forward(eks_run: ProgramRun) -> N
 
 def test_addons_switch_off() -> None:
     run = run_program({**EXISTING_CLUSTER, "prometheus": "false", "grafana": "false", "kiali": "false"})
-    assert {r.name for r in run.of_type(RELEASE)} == {"istio-base", "istiod", "istio-ingressgateway"}
+    assert {r.name for r in run.of_type(RELEASE)} == {"istio-base", "istio-cni", "istiod", "istio-ingressgateway"}
     assert run.module["mesh"].dashboards == {}
 
 
@@ -135,7 +148,10 @@ def test_existing_istio_is_not_installed_again() -> None:
     )
     assert run.of_type(RELEASE) == []
     assert [r for r in run.resources if r.name == "mesh-istio-system"] == []
-    assert run.named("mesh-app-namespace").inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
+    labels = run.named("mesh-app-namespace").inputs["metadata"]["labels"]
+    assert labels["istio-injection"] == "enabled"
+    assert "pod-security.kubernetes.io/enforce" not in labels, "an Istio without its CNI agent needs istio-init"
+    assert labels["pod-security.kubernetes.io/warn"] == "baseline"
     assert run.named("nginx-v1", DEPLOYMENT).dependencies == [run.named("mesh-app-namespace").urn]
 
 
