@@ -61,18 +61,20 @@ class Kubectl:
         return json.loads(self("get", *args, "-o", "json").stdout)
 
 
-PROGRAM = ["Pulumi.yaml", "__main__.py", "settings.py", "infra", "mesh", "workloads", "policy"]
+def program_files() -> list[Path]:
+    """Pulumi.yaml, the top-level modules and every package beside them (the layers, the policy pack)."""
+    packages = [path.parent for path in ROOT.glob("*/__init__.py") if path.parent.name != "tests"]
+    return [ROOT / "Pulumi.yaml", *ROOT.glob("*.py"), *sorted(packages)]
 
 
 def copy_project(destination: Path) -> Path:
     """The program's files as they are in the repo, so stack files never land in the checkout."""
     destination.mkdir()
-    for name in PROGRAM:
-        source = ROOT / name
+    for source in program_files():
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "venv"))
+            shutil.copytree(source, destination / source.name, ignore=shutil.ignore_patterns("__pycache__", "venv"))
         else:
-            shutil.copy2(source, destination / name)
+            shutil.copy2(source, destination / source.name)
     (destination / "venv").symlink_to(ROOT / "venv")
     (destination / "policy" / "venv").symlink_to(ROOT / "policy" / "venv")
     return destination
