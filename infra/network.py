@@ -34,20 +34,52 @@ def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
     return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
 
 
+def subnets(
+    prefix: str,
+    args: NetworkArgs,
+    vpc_id: pulumi.Output[str],
+    zones: list[str],
+    cidrs: list[str],
+    routes: aws.ec2.RouteTable,
+    role: dict[str, str],
+    parent: pulumi.Resource,
+) -> list[aws.ec2.Subnet]:
+    """One subnet per zone on `routes`; `role` tags tell the cloud controller which load balancers go there."""
+    child = pulumi.ResourceOptions(parent=parent)
+    public = "kubernetes.io/role/elb" in role
+    created = []
+    for zone, cidr in zip(zones, cidrs, strict=True):
+        subnet = aws.ec2.Subnet(
+            f"{prefix}-{zone}",
+            vpc_id=vpc_id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=public,
+            tags={"Name": f"{args.cluster_name}-{prefix.rsplit('-', 1)[-1]}-{zone}", **role, **owned_by(args)},
+            opts=child,
+        )
+        aws.ec2.RouteTableAssociation(f"{prefix}-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+        created.append(subnet)
+    return created
+
+
+def owned_by(args: NetworkArgs) -> dict[str, str]:
+    return {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+
+
 def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Network:
     child = pulumi.ResourceOptions(parent=parent)
     zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=parent)).names
     if len(zones) < args.zone_count:
         raise pulumi.RunError(f"availabilityZoneCount = {args.zone_count}: this region has only {len(zones)} zones")
     zones = zones[: args.zone_count]
-    owned = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
 
     vpc = aws.ec2.Vpc(
         f"{name}-vpc",
         cidr_block=args.cidr,
         enable_dns_hostnames=True,
         enable_dns_support=True,
-        tags={"Name": f"{args.cluster_name}-vpc", **owned},
+        tags={"Name": f"{args.cluster_name}-vpc", **owned_by(args)},
         opts=child,
     )
     gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
@@ -59,22 +91,9 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
     )
     public_cidrs, private_cidrs = subnet_cidrs(args.cidr, args.zone_count)
 
-    public_subnets = []
-    for zone, cidr in zip(zones, public_cidrs, strict=True):
-        subnet = aws.ec2.Subnet(
-            f"{name}-public-{zone}",
-            vpc_id=vpc.id,
-            cidr_block=cidr,
-            availability_zone=zone,
-            map_public_ip_on_launch=True,
-            tags={"Name": f"{args.cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1", **owned},
-            opts=child,
-        )
-        aws.ec2.RouteTableAssociation(
-            f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
-        )
-        public_subnets.append(subnet)
-
+    public_subnets = subnets(
+        f"{name}-public", args, vpc.id, zones, public_cidrs, public_routes, {"kubernetes.io/role/elb": "1"}, parent
+    )
     nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
     nat = aws.ec2.NatGateway(
         f"{name}-nat",
@@ -88,20 +107,16 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
         routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
         opts=child,
     )
-    private_subnets = []
-    for zone, cidr in zip(zones, private_cidrs, strict=True):
-        subnet = aws.ec2.Subnet(
-            f"{name}-private-{zone}",
-            vpc_id=vpc.id,
-            cidr_block=cidr,
-            availability_zone=zone,
-            tags={"Name": f"{args.cluster_name}-private-{zone}", "kubernetes.io/role/internal-elb": "1", **owned},
-            opts=child,
-        )
-        aws.ec2.RouteTableAssociation(
-            f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child
-        )
-        private_subnets.append(subnet)
+    private_subnets = subnets(
+        f"{name}-private",
+        args,
+        vpc.id,
+        zones,
+        private_cidrs,
+        private_routes,
+        {"kubernetes.io/role/internal-elb": "1"},
+        parent,
+    )
 
     return Network(
         vpc_id=vpc.id,

@@ -194,17 +194,21 @@ def validate_sidecar_injection(args: StackValidationArgs, report_violation: Repo
 # --- exposure --------------------------------------------------------------------------
 
 
-def _load_balancers_in_values(values: Any, path: str = "values") -> Iterator[str]:
+def _entries(values: Any, path: str = "values") -> Iterator[tuple[str, str, Any]]:
+    """Every (path, key, value) of nested chart values."""
     if isinstance(values, Mapping):
         for key, value in values.items():
-            here = f"{path}.{key}"
-            if (key == "service_type" and value == "LoadBalancer") or (key == "type" and value == "LoadBalancer"):
-                yield here
-            else:
-                yield from _load_balancers_in_values(value, here)
+            yield f"{path}.{key}", str(key), value
+            yield from _entries(value, f"{path}.{key}")
     elif isinstance(values, list):
         for index, item in enumerate(values):
-            yield from _load_balancers_in_values(item, f"{path}[{index}]")
+            yield from _entries(item, f"{path}[{index}]")
+
+
+def _load_balancers_in_values(values: Any) -> Iterator[str]:
+    for path, key, value in _entries(values):
+        if key in {"type", "service_type"} and value == "LoadBalancer":
+            yield path
 
 
 def validate_only_ingress_is_public(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -253,17 +257,10 @@ def validate_eks_control_plane(args: ResourceValidationArgs, report_violation: R
 # --- secrets ---------------------------------------------------------------------------
 
 
-def _plaintext_credentials(values: Any, path: str = "values") -> Iterator[str]:
-    if isinstance(values, Mapping):
-        for key, value in values.items():
-            here = f"{path}.{key}"
-            if isinstance(value, str) and value and CREDENTIAL_KEY.search(str(key)):
-                yield here
-            else:
-                yield from _plaintext_credentials(value, here)
-    elif isinstance(values, list):
-        for index, item in enumerate(values):
-            yield from _plaintext_credentials(item, f"{path}[{index}]")
+def _plaintext_credentials(values: Any) -> Iterator[str]:
+    for path, key, value in _entries(values):
+        if isinstance(value, str) and value and CREDENTIAL_KEY.search(key):
+            yield path
 
 
 def validate_secrets(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
