@@ -83,6 +83,8 @@ class EksCluster:
     vpc: Vpc
     node_group: NodeGroup
     admin_arns: tuple[str, ...]
+    prefix_delegation: bool
+    """VPC CNI prefix delegation: far more pods per node (t3a.medium: 110 instead of 17)."""
     api_access_cidrs: tuple[str, ...]
     """Networks that reach the public API endpoint; empty turns the public endpoint off."""
 
@@ -303,6 +305,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         vpc=_read_vpc(read),
         node_group=_read_node_group(read),
         admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+        prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
         api_access_cidrs=read.checked(
             "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
         ),

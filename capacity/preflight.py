@@ -223,18 +223,21 @@ def _plan(instance_type: str, node_count: int, prefix_delegation: bool, items: S
     return CapacityPlan(node_capacity(instance_type, prefix_delegation), node_count, prefix_delegation, resized)
 
 
-def plan_capacity(settings: Settings, prefix_delegation: bool = False) -> CapacityPlan | None:
-    """What the stack needs against its node group at nodeDesiredCount; None in existing-cluster mode."""
+def plan_capacity(settings: Settings, prefix_delegation: bool | None = None) -> CapacityPlan | None:
+    """What the stack needs against its node group at nodeDesiredCount; None in existing-cluster mode.
+
+    `prefix_delegation` defaults to the vpcCniPrefixDelegation setting."""
     if not isinstance(settings.cluster, EksCluster):
         return None  # the nodes of an existing cluster are not known here
-    return _plan_group(settings, settings.cluster.node_group, prefix_delegation)
+    delegation = settings.cluster.prefix_delegation if prefix_delegation is None else prefix_delegation
+    return _plan_group(settings, settings.cluster.node_group, delegation)
 
 
 def _plan_group(settings: Settings, group: NodeGroup, prefix_delegation: bool) -> CapacityPlan:
     return _plan(group.instance_type, group.desired_count, prefix_delegation, _items(settings, group.desired_count))
 
 
-def check_capacity(settings: Settings, prefix_delegation: bool = False) -> CapacityPlan | None:
+def check_capacity(settings: Settings, prefix_delegation: bool | None = None) -> CapacityPlan | None:
     """Raise SettingsError when the stack does not fit its node group; warn when it fits with little headroom.
 
     Skipped (None) in existing-cluster mode. With nodeDesiredCount 0 (the node group paused
@@ -243,7 +246,8 @@ def check_capacity(settings: Settings, prefix_delegation: bool = False) -> Capac
     if not isinstance(settings.cluster, EksCluster):
         return None
     group = settings.cluster.node_group
-    plan = _plan_group(settings, group, prefix_delegation)
+    plan = plan_capacity(settings, prefix_delegation)
+    assert plan is not None
     if plan.node_count == 0:
         needed = _nodes_needed(plan)
         pulumi.log.warn(
@@ -342,7 +346,7 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
             + (_short_text(delegated.shortfall) or "room for its largest pods")
         )
         fixes.append(
-            "  - enable VPC CNI prefix delegation (ENABLE_PREFIX_DELEGATION=true on the aws-node DaemonSet, for nodes "
+            "  - `pulumi config set vpcCniPrefixDelegation true` (VPC CNI prefix delegation, for nodes "
             "launched after it): "
             f"{delegated.node.max_pods} pods per {node.instance_type} node instead of {node.max_pods}, "
             f"{delegated.node.memory_mib} MiB allocatable instead of {node.memory_mib} ({outcome})"

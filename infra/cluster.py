@@ -24,6 +24,7 @@ NODE_POLICIES = {
 }
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
+ISTIOD_WEBHOOK_PORT = 15017
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
 PUBLIC_ENDPOINT_EXPLICIT = "open-to-world-by-stack-config"
 
@@ -119,6 +120,7 @@ class Cluster(pulumi.ComponentResource):
             encryption_config_key_arn=secrets_key.arn,
             # IAM roles for service accounts (IRSA) for add-ons that call AWS.
             create_oidc_provider=True,
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_prefix_delegation=settings.prefix_delegation),
             endpoint_private_access=True,
             endpoint_public_access=bool(settings.api_access_cidrs),
             public_access_cidrs=list(settings.api_access_cidrs) or None,
@@ -126,6 +128,9 @@ class Cluster(pulumi.ComponentResource):
             cluster_tags={PUBLIC_ENDPOINT_TAG: PUBLIC_ENDPOINT_EXPLICIT} if settings.api_open_to_world else None,
             opts=child,
         )
+        webhook_rule = self._istiod_webhook_rule(name, settings, cluster)
+        # EKS's default update config replaces one node at a time (maxUnavailable 1);
+        # pulumi-eks exposes no update_config, and none is needed.
         node_group = eks.ManagedNodeGroup(
             f"{name}-nodes",
             cluster=cluster,
@@ -145,7 +150,25 @@ class Cluster(pulumi.ComponentResource):
         # pulumi-eks v4 advises a provider of our own over cluster.provider.
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         self.name = pulumi.Output.from_input(settings.name)
-        self.schedulable = [node_group]
+        self.schedulable = [node_group, webhook_rule]
+
+    def _istiod_webhook_rule(self, name: str, settings: EksCluster, cluster: eks.Cluster) -> aws.ec2.SecurityGroupRule:
+        """The control plane must reach istiod's injection webhook on the nodes (istio#46746)."""
+        # Managed nodes carry the security group EKS creates for the cluster.
+        eks_created = aws.eks.get_cluster_output(
+            name=settings.name, opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[cluster])
+        ).vpc_config.apply(lambda config: config.cluster_security_group_id)
+        return aws.ec2.SecurityGroupRule(
+            f"{name}-istiod-webhook",
+            type="ingress",
+            protocol="tcp",
+            from_port=ISTIOD_WEBHOOK_PORT,
+            to_port=ISTIOD_WEBHOOK_PORT,
+            security_group_id=eks_created,
+            source_security_group_id=cluster.cluster_security_group_id,
+            description="EKS control plane to istiod's sidecar injection webhook",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _network(self, name: str, settings: EksCluster) -> Network:
         vpc = settings.vpc

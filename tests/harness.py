@@ -22,6 +22,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "canary"
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
 LOAD_BALANCER_HOST = "canary-nlb.elb.example.test"
+EKS_CREATED_SECURITY_GROUP = "sg-0eks0created0"
 
 
 @dataclass
@@ -105,7 +106,10 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
     if type_.startswith("aws:"):
         return {"arn": f"arn:aws:mock:::{name}"}
     if type_ == "eks:index:Cluster":
-        return {"kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}'}
+        return {
+            "kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}',
+            "clusterSecurityGroupId": "sg-0control0plane0",
+        }
     if type_ == "kubernetes:helm.sh/v3:Release":
         return {
             "status": {"name": inputs.get("name", name), "namespace": inputs.get("namespace", ""), "status": "deployed"}
@@ -169,6 +173,8 @@ class CloudMocks(pulumi.runtime.Mocks):
         self.run.invokes.append(args.token)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}, []
+        if args.token == "aws:eks/getCluster:getCluster":
+            return {"name": args.args["name"], "vpcConfig": {"clusterSecurityGroupId": EKS_CREATED_SECURITY_GROUP}}, []
         return {}, []
 
 

@@ -141,7 +141,7 @@ def test_too_many_pods_offers_prefix_delegation_and_more_nodes() -> None:
     assert f"short by {plan.pods - 51} pods" in message
     assert (plan.pods, plan.pods_per_node) == (58, 3 + 17), "49 pods that are not DaemonSets over 3 nodes: 17 on one"
     assert "(20 pods on the busiest node)" in message
-    assert "enable VPC CNI prefix delegation" in message
+    assert "pulumi config set vpcCniPrefixDelegation true" in message
     assert "110 pods per t3a.medium node instead of 17, 2531 MiB allocatable instead of 3554" in message
     assert "nodeDesiredCount = 5 and nodeMaxCount = 5 (5 x t3a.medium)" in message
 

@@ -8,7 +8,7 @@ import pytest
 
 from infra.network import subnet_cidrs
 from settings import declared_settings
-from tests.harness import EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
+from tests.harness import EKS_CREATED_SECURITY_GROUP, EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
 
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -106,7 +106,7 @@ def test_existing_vpc_is_used_as_is() -> None:
             "privateSubnetIds": '["subnet-0000000c", "subnet-0000000d"]',
         }
     )
-    assert not [r for r in run.resources if r.type.startswith("aws:ec2/")]
+    assert not [r for r in run.resources if r.type.startswith(("aws:ec2/vpc", "aws:ec2/subnet", "aws:ec2/natGateway"))]
     cluster = run.named("cluster-eks").inputs
     assert cluster["vpcId"] == "vpc-0123abcd"
     assert cluster["privateSubnetIds"] == ["subnet-0000000c", "subnet-0000000d"]
@@ -140,3 +140,28 @@ def test_secrets_are_envelope_encrypted_and_service_accounts_can_assume_roles(ek
     cluster = eks_run.named("cluster-eks")
     assert cluster.inputs["encryptionConfigKeyArn"] == f"arn:aws:mock:::{key.name}"
     assert cluster.inputs["createOidcProvider"] is True
+
+
+def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_run: ProgramRun) -> None:
+    (rule,) = eks_run.of_type("aws:ec2/securityGroupRule:SecurityGroupRule")
+    assert (rule.inputs["type"], rule.inputs["protocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == (
+        "ingress",
+        "tcp",
+        15017,
+        15017,
+    )
+    assert rule.inputs["securityGroupId"] == EKS_CREATED_SECURITY_GROUP, "the group EKS puts on managed nodes"
+    assert rule.inputs["sourceSecurityGroupId"] == "sg-0control0plane0"
+    assert "aws:eks/getCluster:getCluster" in eks_run.invokes
+    assert eks_run.depends_on(eks_run.named("istiod", "kubernetes:helm.sh/v3:Release"), rule)
+
+
+def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
+    from capacity import plan_capacity
+    from settings import load_settings
+    from tests.harness import DictConfig
+
+    run = run_program({"vpcCniPrefixDelegation": "true"})
+    assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
+    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
+    assert plan is not None and plan.node.max_pods == 110
