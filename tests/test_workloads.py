@@ -157,3 +157,14 @@ def test_stable_version_spreads_over_zones_on_eks(eks_run: ProgramRun) -> None:
     assert constraint["labelSelector"] == {"matchLabels": {"app": "nginx", "version": "v1"}}
     assert spread(eks_run, "nginx-v2") is None, "the canary is small and short-lived"
     assert spread(run_program(EXISTING_CLUSTER), "nginx-v1") is None
+
+
+def test_a_single_stable_replica_on_eks_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr("workloads.canary_app.pulumi.log.warn", lambda message, *args, **kwargs: said.append(message))
+    run_program({"canaryWeight": "10"})
+    assert any("stableReplicas = 1" in message for message in said)
+    said.clear()
+    run_program({"canaryWeight": "10", "stableReplicas": "2"})
+    run_program({**EXISTING_CLUSTER, "stableReplicas": "1"})
+    assert not any("stableReplicas" in message for message in said)

@@ -34,6 +34,11 @@ class CanaryApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:workloads:CanaryApp", name, None, opts)
         app = args.settings
+        if args.spread_over_zones and app.stable.replicas < 2:
+            pulumi.log.warn(
+                f"stableReplicas = {app.stable.replicas}: the stable version lives in one zone and a node drain "
+                "stops it; set stableReplicas to 2 or more for zone redundancy"
+            )
 
         def in_namespace(manifest: manifests.Manifest) -> manifests.Manifest:
             return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
