@@ -34,6 +34,7 @@ IMAGE_REFERENCE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
+HEADER_NAME = re.compile(r"^([a-z0-9][a-z0-9-]*)?$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
 IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
@@ -131,6 +132,10 @@ class AppSettings:
     stable: AppVersion
     canary: AppVersion
     canary_weight: int
+    canary_header: tuple[str, str] | None = None
+    """(name, value): requests carrying this header go to the canary whatever the weight."""
+    mirror_percent: int = 0
+    """Percent of the stable version's requests copied to the canary (responses discarded)."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,18 @@ def _read_version(read: _Reader, role: str) -> AppVersion:
     )
 
 
+def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
+    name = read.matching(
+        "canaryHeaderName", HEADER_NAME, "must be empty (off) or a lowercase HTTP header name like x-canary"
+    )
+    value = read.text("canaryHeaderValue")
+    if not name:
+        return None
+    if not value:
+        read.fail("canaryHeaderValue", value, f"must not be empty while canaryHeaderName is {name}")
+    return name, value
+
+
 def _read_app(read: _Reader) -> AppSettings:
     app = AppSettings(
         name=read.matching("appName", DNS_LABEL, "must be lowercase letters, digits and '-' (a DNS label)"),
@@ -358,7 +375,11 @@ def _read_app(read: _Reader) -> AppSettings:
         stable=_read_version(read, "stable"),
         canary=_read_version(read, "canary"),
         canary_weight=read.integer("canaryWeight", 0, 100),
+        canary_header=_read_canary_header(read),
+        mirror_percent=read.integer("mirrorPercent", 0, 100),
     )
+    if (app.canary_header or app.mirror_percent) and app.canary.replicas == 0:
+        read.fail("canaryReplicas", 0, "must be at least 1 while canaryHeaderName or mirrorPercent send it requests")
     if app.stable.label and app.stable.label == app.canary.label:
         read.fail("canaryVersion", app.canary.label, "must differ from stableVersion")
     longest = max(len(app.stable.label), len(app.canary.label))

@@ -259,6 +259,11 @@ def test_shipped_stacks_pass_every_rule(config: dict[str, str]) -> None:
     assert pack_violations(run_program(config)) == []
 
 
+def test_a_header_route_to_the_canary_is_not_a_traffic_share() -> None:
+    config = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
+    assert pack_violations(run_program(config), {"allowPromotion": False}) == []
+
+
 def test_a_bad_change_to_the_program_is_caught() -> None:
     found = pack_violations(run_program({**EXISTING_CLUSTER, "canaryWeight": "60"}))
     assert len(found) == 1 and "above the maximum of 50%" in found[0]

@@ -30,7 +30,9 @@ PATCH_OF = {"NamespacePatch": "Namespace"}
 
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
-    return run_program({"canaryWeight": "10", "appNamespace": "shop"})
+    return run_program(
+        {"canaryWeight": "10", "appNamespace": "shop", "canaryHeaderName": "x-canary", "mirrorPercent": "5"}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,12 @@ BAD_VALUES = [
     ("stableReplicas", "-1", "integer from 0 to 100"),
     ("canaryReplicas", "101", "integer from 0 to 100"),
     ("canaryReplicas", "0", "at least 1 while canaryWeight"),  # with canaryWeight > 0 below
+    ("canaryHeaderName", "X-Canary", "lowercase HTTP header name"),
+    ("canaryHeaderValue", "", "must not be empty while canaryHeaderName"),  # with a header name below
+    ("mirrorPercent", "101", "integer from 0 to 100"),
+    ("mirrorPercent", "half", "integer from 0 to 100"),
 ]
-EXTRA = {"canaryReplicas": {"canaryWeight": "10"}}
+EXTRA = {"canaryReplicas": {"canaryWeight": "10"}, "canaryHeaderValue": {"canaryHeaderName": "x-canary"}}
 REPORTED_ON = {"publicSubnetIds": "vpcId", "nodeMinCount": "nodeDesiredCount"}
 
 

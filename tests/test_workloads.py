@@ -168,3 +168,29 @@ def test_a_single_stable_replica_on_eks_is_warned_about(monkeypatch: pytest.Monk
     run_program({"canaryWeight": "10", "stableReplicas": "2"})
     run_program({**EXISTING_CLUSTER, "stableReplicas": "1"})
     assert not any("stableReplicas" in message for message in said)
+
+
+HEADER_AND_MIRROR = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
+
+
+def test_header_route_sends_testers_to_the_canary_whatever_the_weight() -> None:
+    http = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"]
+    assert http[0] == {
+        "match": [{"headers": {"x-canary": {"exact": "always"}}}],
+        "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
+    }, "the header route comes first: Istio takes the first match"
+    assert route_weights({"spec": {"http": http[1:]}}) == {"v1": 90, "v2": 10}
+
+
+def test_mirroring_copies_a_share_of_requests_to_the_canary() -> None:
+    split = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"][1]
+    assert split["mirror"] == {"host": "nginx", "subset": "v2"}
+    assert split["mirrorPercentage"] == {"value": 20}
+    plain = run_program(EXISTING_CLUSTER).named("nginx-virtual-svc").inputs["spec"]["http"]
+    assert len(plain) == 1 and "mirror" not in plain[0]
+
+
+def test_with_a_header_route_a_weight_change_still_touches_only_the_virtual_service() -> None:
+    before = inputs_by_urn(run_program(HEADER_AND_MIRROR))
+    after = inputs_by_urn(run_program({**HEADER_AND_MIRROR, "canaryWeight": "30"}))
+    assert [urn.rsplit("::", 1)[1] for urn in before if before[urn] != after[urn]] == ["nginx-virtual-svc"]

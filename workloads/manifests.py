@@ -114,21 +114,28 @@ def traffic_split(app: AppSettings) -> dict[str, int]:
 
 
 def virtual_service(app: AppSettings) -> Manifest:
-    # `mesh` as well as the ingress gateway, so calls from inside the mesh split too.
     # The annotations name the roles so a policy can tell the canary from the stable version.
     annotations = {"canary/stable-version": app.stable.label, "canary/canary-version": app.canary.label}
+    split: Manifest = {
+        "route": [
+            {"destination": {"host": app.name, "subset": label}, "weight": weight}
+            for label, weight in traffic_split(app).items()
+        ]
+    }
+    if app.mirror_percent:
+        split["mirror"] = {"host": app.name, "subset": app.canary.label}
+        split["mirrorPercentage"] = {"value": app.mirror_percent}
+    http = [split]
+    if app.canary_header is not None:
+        name, value = app.canary_header
+        to_canary = {"destination": {"host": app.name, "subset": app.canary.label}}
+        http.insert(0, {"match": [{"headers": {name: {"exact": value}}}], "route": [to_canary]})
+    # `mesh` as well as the ingress gateway, so calls from inside the mesh split too.
     return {
         "metadata": {"name": f"{app.name}-virtual-svc", "namespace": app.namespace, "annotations": annotations},
         "spec": {
             "hosts": [app.name],
             "gateways": [f"{ISTIO_NAMESPACE}/{GATEWAY_NAME}", "mesh"],
-            "http": [
-                {
-                    "route": [
-                        {"destination": {"host": app.name, "subset": label}, "weight": weight}
-                        for label, weight in traffic_split(app).items()
-                    ]
-                }
-            ],
+            "http": http,
         },
     }
