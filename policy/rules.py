@@ -83,7 +83,9 @@ def validate_traffic_split(args: StackValidationArgs, report_violation: ReportVi
         stable = _get(props, "metadata", "annotations", "canary/stable-version")
         for index, http in enumerate(_get(props, "spec", "http") or []):
             routes = http.get("route") or []
-            weights = [int(route.get("weight", 100 if len(routes) == 1 else 0)) for route in routes]
+            implicit = 100 if len(routes) == 1 else 0  # Istio: a lone destination gets all of its requests
+            chosen_by_request = bool(http.get("match"))  # e.g. a header route for testers: not a share of traffic
+            weights = [int(route.get("weight", implicit)) for route in routes]
             if routes and sum(weights) != 100:
                 report_violation(
                     f"VirtualService {name}: the weights of http[{index}] sum to {sum(weights)}, not 100. "
@@ -101,10 +103,10 @@ def validate_traffic_split(args: StackValidationArgs, report_violation: ReportVi
                         "or route to a defined subset.",
                         resource.urn,
                     )
-                weight = int(route.get("weight", 0))
+                weight = int(route.get("weight", implicit))
                 is_canary = stable is not None and subset != stable
                 promotion = weight == 100 and allow_promotion
-                if is_canary and weight > max_weight and not promotion:
+                if is_canary and weight > max_weight and not promotion and not chosen_by_request:
                     report_violation(
                         f"VirtualService {name} sends {weight}% to canary {subset!r}, above the maximum of "
                         f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"

@@ -259,6 +259,16 @@ def test_shipped_stacks_pass_every_rule(config: dict[str, str]) -> None:
     assert pack_violations(run_program(config)) == []
 
 
+def test_a_lone_unweighted_route_to_the_canary_counts_as_all_traffic() -> None:
+    resources = split({"v1": 0, "v2": 0})
+    lone = {"route": [{"destination": {"host": "nginx", "subset": "v2"}}]}
+    resources[0].props["spec"]["http"] = [lone]
+    (message,) = check_stack(rules.validate_traffic_split, resources, {"allowPromotion": False})
+    assert "sends 100% to canary 'v2'" in message
+    resources[0].props["spec"]["http"] = [{"match": [{"headers": {"x-canary": {"exact": "always"}}}], **lone}]
+    assert check_stack(rules.validate_traffic_split, resources, {"allowPromotion": False}) == []
+
+
 def test_a_header_route_to_the_canary_is_not_a_traffic_share() -> None:
     config = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
     assert pack_violations(run_program(config), {"allowPromotion": False}) == []
