@@ -114,6 +114,7 @@ class MeshSettings:
     ingress_service_type: IngressServiceType
     addons: Addons
     app_namespace: str
+    app_name: str
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     )
 
 
-def _read_mesh(read: _Reader, app_namespace: str) -> MeshSettings:
+def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings:
     service_type = read.choice("ingressServiceType", ("LoadBalancer", "NodePort", "ClusterIP"))
     mesh = MeshSettings(
         install_istio=read.boolean("installIstio"),
@@ -332,6 +333,7 @@ def _read_mesh(read: _Reader, app_namespace: str) -> MeshSettings:
             prometheus=read.boolean("prometheus"), grafana=read.boolean("grafana"), kiali=read.boolean("kiali")
         ),
         app_namespace=app_namespace,
+        app_name=app_name,
     )
     for dashboard in ("grafana", "kiali"):
         if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
@@ -399,7 +401,7 @@ def load_settings(source: ConfigSource) -> Settings:
     read = _Reader(source)
     cluster = _read_cluster(read)
     app = _read_app(read)
-    mesh = _read_mesh(read, app.namespace)
+    mesh = _read_mesh(read, app.namespace, app.name)
     if read.problems:
         details = "\n".join(f"  - {problem}" for problem in read.problems)
         raise SettingsError(

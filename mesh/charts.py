@@ -160,6 +160,7 @@ def grafana_url() -> str:
 
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
+CANARY_DASHBOARD_CONFIGMAP = "canary-grafana-dashboard"
 GRAFANA_ADMIN_USER = "admin"
 
 
@@ -177,6 +178,7 @@ def grafana_values(istio_version: str) -> dict[str, Any]:
                 "datasources": [
                     {
                         "name": "Prometheus",
+                        "uid": "prometheus",
                         "type": "prometheus",
                         "url": prometheus_url(),
                         "access": "proxy",
@@ -197,10 +199,19 @@ def grafana_values(istio_version: str) -> dict[str, Any]:
                         "type": "file",
                         "disableDeletion": False,
                         "options": {"path": "/var/lib/grafana/dashboards/istio"},
-                    }
+                    },
+                    {
+                        "name": "canary",
+                        "orgId": 1,
+                        "folder": "canary",
+                        "type": "file",
+                        "disableDeletion": False,
+                        "options": {"path": "/var/lib/grafana/dashboards/canary"},
+                    },
                 ],
             }
         },
+        "dashboardsConfigMaps": {"canary": CANARY_DASHBOARD_CONFIGMAP},
         "dashboards": {
             "istio": {
                 name: {"url": f"{source}/{file}", "datasource": "Prometheus"} for name, file in ISTIO_DASHBOARDS.items()

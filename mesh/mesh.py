@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mesh import charts
+from mesh import canary_dashboard, charts
 from settings import MeshSettings
 
 PREEXISTING_NAMESPACES = {"default"}
@@ -142,9 +142,16 @@ class Mesh(pulumi.ComponentResource):
             commands["prometheus"] = forward.format(service="prometheus", port=charts.PROMETHEUS_PORT)
         if addons.grafana:
             admin = self._grafana_admin()
-            self._release(
-                charts.GRAFANA, charts.grafana_values(settings.istio_version), self._after(*self.istio_crds, admin)
+            canary = k8s.core.v1.ConfigMap(
+                charts.CANARY_DASHBOARD_CONFIGMAP,
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=charts.CANARY_DASHBOARD_CONFIGMAP, namespace=charts.ISTIO_NAMESPACE
+                ),
+                data={"canary.json": canary_dashboard.dashboard_json(settings.app_name, settings.app_namespace)},
+                opts=self._after(*self.istio_crds),
             )
+            values = charts.grafana_values(settings.istio_version)
+            self._release(charts.GRAFANA, values, self._after(*self.istio_crds, admin, canary))
             commands["grafana"] = forward.format(service="grafana", port=charts.GRAFANA_PORT)
         if addons.kiali:
             self._release(charts.KIALI, charts.kiali_values(addons.grafana), after_istio)

@@ -159,3 +159,44 @@ def test_ingress_address_comes_from_the_gateway_service(eks_run: ProgramRun, loc
     assert eks_run.output(eks_run.module["mesh"].ingress_host) == LOAD_BALANCER_HOST
     assert local_run.output(local_run.module["mesh"].ingress_host) == "istio-ingressgateway.istio-system"
     assert [r for r in eks_run.resources if r.read] == []
+
+
+def test_grafana_gets_a_canary_dashboard_comparing_the_versions(eks_run: ProgramRun) -> None:
+    import json
+
+    import promql_parser
+
+    configmap = eks_run.named("canary-grafana-dashboard")
+    assert configmap.inputs["metadata"] == {"name": "canary-grafana-dashboard", "namespace": "istio-system"}
+    board = json.loads(configmap.inputs["data"]["canary.json"])
+    titles = [panel["title"] for panel in board["panels"]]
+    assert titles == ["Request rate (req/s)", "Success rate (%)", "p99 latency (ms)", "Share of requests (%)"]
+    for panel in board["panels"]:
+        (target,) = panel["targets"]
+        promql_parser.parse(target["expr"])  # ValueError on a syntax error
+        assert 'reporter="destination"' in target["expr"] and 'destination_app="nginx"' in target["expr"]
+        assert "by (destination_version)" in target["expr"] or "destination_version)" in target["expr"]
+        assert target["legendFormat"] == "{{destination_version}}"
+    exprs = {panel["title"]: panel["targets"][0]["expr"] for panel in board["panels"]}
+    assert 'response_code!~"5.*"' in exprs["Success rate (%)"]
+    assert exprs["p99 latency (ms)"].startswith("histogram_quantile(0.99,")
+    values = eks_run.named("grafana", RELEASE).inputs["values"]
+    assert values["dashboardsConfigMaps"] == {"canary": "canary-grafana-dashboard"}
+    assert {provider["name"] for provider in values["dashboardProviders"]["dashboardproviders.yaml"]["providers"]} == {
+        "istio",
+        "canary",
+    }
+    assert board["panels"][0]["datasource"]["uid"] == values["datasources"]["datasources.yaml"]["datasources"][0]["uid"]
+    assert eks_run.depends_on(eks_run.named("grafana", RELEASE), configmap)
+
+
+def test_the_canary_dashboard_names_no_version_so_promotion_leaves_it_alone() -> None:
+    before = run_program({**EXISTING_CLUSTER}).named("canary-grafana-dashboard").inputs
+    promoted = {
+        "stableVersion": "v2",
+        "stableImage": "repo/app:v2",
+        "canaryVersion": "v3",
+        "canaryImage": "repo/app:v3",
+    }
+    after = run_program({**EXISTING_CLUSTER, **promoted}).named("canary-grafana-dashboard").inputs
+    assert before == after
