@@ -61,22 +61,26 @@ class Mesh(pulumi.ComponentResource):
             self._install_istio(name, settings, args.on_eks)
         self.dashboards = self._install_addons(settings)
 
-        name_ = settings.app_namespace
-        labels = {**INJECTION_LABEL, **(PSA_WITH_ISTIO_CNI if settings.install_istio else PSA_WITHOUT_ISTIO_CNI)}
-        labelled = self._after(*self.sidecar_injector)
-        namespace: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
-        if name_ in PREEXISTING_NAMESPACES:
-            metadata_patch = k8s.meta.v1.ObjectMetaPatchArgs(name=name_, labels=labels)
-            namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", metadata=metadata_patch, opts=labelled)
-        else:
-            metadata = k8s.meta.v1.ObjectMetaArgs(name=name_, labels=labels)
-            namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=labelled)
-        # The name once the namespace carries its label, so the app waits for it.
-        self.app_namespace = namespace.metadata.apply(lambda _: name_)
+        self.app_namespace = self._label_app_namespace(name, settings)
 
         self.register_outputs(
             {"app_namespace": self.app_namespace, "ingress_host": self.ingress_host, "dashboards": self.dashboards}
         )
+
+    def _label_app_namespace(self, name: str, settings: MeshSettings) -> pulumi.Output[str]:
+        """Label the app namespace for injection (creating it unless it is one every cluster has)."""
+        namespace_name = settings.app_namespace
+        labels = {**INJECTION_LABEL, **(PSA_WITH_ISTIO_CNI if settings.install_istio else PSA_WITHOUT_ISTIO_CNI)}
+        opts = self._after(*self.sidecar_injector)
+        namespace: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
+        if namespace_name in PREEXISTING_NAMESPACES:
+            patch = k8s.meta.v1.ObjectMetaPatchArgs(name=namespace_name, labels=labels)
+            namespace = k8s.core.v1.NamespacePatch(f"{name}-app-namespace", metadata=patch, opts=opts)
+        else:
+            metadata = k8s.meta.v1.ObjectMetaArgs(name=namespace_name, labels=labels)
+            namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=opts)
+        # The name once the namespace carries its labels, so the app waits for it.
+        return namespace.metadata.apply(lambda _: namespace_name)
 
     def _after(self, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
         """Options for a child that waits for the nodes and for `resources`."""
