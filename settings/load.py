@@ -1,4 +1,4 @@
-"""Every stack setting, read and validated in one place.
+"""Reading every stack setting and validating it, in one place.
 
 Defaults come from the `config:` block of Pulumi.yaml, the single place they are
 declared: the CLI applies them to real stacks, and this module applies the same ones
@@ -13,15 +13,27 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import pulumi
 import yaml
 
-PROJECT_FILE = Path(__file__).with_name("Pulumi.yaml")
+from settings.model import (
+    Addons,
+    AppSettings,
+    AppVersion,
+    ConfigSource,
+    EksCluster,
+    ExistingCluster,
+    MeshSettings,
+    NodeGroup,
+    Settings,
+    SettingsError,
+    Vpc,
+)
+
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
 SUPPORTED_KUBERNETES_MINORS = range(32, 37)  # Istio 1.31 supports Kubernetes 1.32-1.36.
 OLDEST_ISTIO_MINOR = 28  # Older istiod fights server-side apply over its webhook (pulumi-kubernetes#2210).
@@ -41,109 +53,6 @@ IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]
 SEMVER = re.compile(r"^1\.(\d+)\.(\d+)$")
 KUBERNETES_VERSION = re.compile(r"^1\.(\d+)$")
 CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
-WORLD = "0.0.0.0/0"
-
-ClusterMode = Literal["eks", "existing"]
-IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
-
-
-class SettingsError(pulumi.RunError):
-    """Invalid stack configuration; shown to the user without a stack trace."""
-
-
-class ConfigSource(Protocol):
-    """What settings need from `pulumi.Config`: the raw string of a key, or None."""
-
-    def get(self, key: str) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Vpc:
-    """Either a dedicated VPC (cidr, zone_count) or an existing one (vpc_id and subnets)."""
-
-    cidr: str
-    zone_count: int
-    vpc_id: str | None
-    public_subnet_ids: tuple[str, ...]
-    private_subnet_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    name: str
-    instance_type: str
-    desired_count: int
-    min_count: int
-    max_count: int
-
-
-@dataclass(frozen=True)
-class EksCluster:
-    name: str
-    kubernetes_version: str
-    vpc: Vpc
-    node_group: NodeGroup
-    admin_arns: tuple[str, ...]
-    prefix_delegation: bool
-    """VPC CNI prefix delegation: far more pods per node (t3a.medium: 110 instead of 17)."""
-    api_access_cidrs: tuple[str, ...]
-    """Networks that reach the public API endpoint; empty turns the public endpoint off."""
-
-    @property
-    def api_open_to_world(self) -> bool:
-        return WORLD in self.api_access_cidrs
-
-
-@dataclass(frozen=True)
-class ExistingCluster:
-    kubeconfig: str | None
-    context: str | None
-
-
-@dataclass(frozen=True)
-class Addons:
-    prometheus: bool
-    grafana: bool
-    kiali: bool
-
-
-@dataclass(frozen=True)
-class MeshSettings:
-    install_istio: bool
-    istio_version: str
-    ingress_service_type: IngressServiceType
-    addons: Addons
-    app_namespace: str
-    app_name: str
-
-
-@dataclass(frozen=True)
-class AppVersion:
-    """One version of the app: its `version` label, image and replica count."""
-
-    label: str
-    image: str
-    replicas: int
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    name: str
-    namespace: str
-    stable: AppVersion
-    canary: AppVersion
-    canary_weight: int
-    canary_header: tuple[str, str] | None = None
-    """(name, value): requests carrying this header go to the canary whatever the weight."""
-    mirror_percent: int = 0
-    """Percent of the stable version's requests copied to the canary (responses discarded)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    cluster: EksCluster | ExistingCluster
-    mesh: MeshSettings
-    app: AppSettings
 
 
 @cache

@@ -1,0 +1,111 @@
+"""The typed settings every layer receives: what the stack config says, validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import pulumi
+
+WORLD = "0.0.0.0/0"
+ClusterMode = Literal["eks", "existing"]
+IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
+
+
+class SettingsError(pulumi.RunError):
+    """Invalid stack configuration; shown to the user without a stack trace."""
+
+
+class ConfigSource(Protocol):
+    """What settings need from `pulumi.Config`: the raw string of a key, or None."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Vpc:
+    """Either a dedicated VPC (cidr, zone_count) or an existing one (vpc_id and subnets)."""
+
+    cidr: str
+    zone_count: int
+    vpc_id: str | None
+    public_subnet_ids: tuple[str, ...]
+    private_subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    name: str
+    instance_type: str
+    desired_count: int
+    min_count: int
+    max_count: int
+
+
+@dataclass(frozen=True)
+class EksCluster:
+    name: str
+    kubernetes_version: str
+    vpc: Vpc
+    node_group: NodeGroup
+    admin_arns: tuple[str, ...]
+    prefix_delegation: bool
+    """VPC CNI prefix delegation: far more pods per node (t3a.medium: 110 instead of 17)."""
+    api_access_cidrs: tuple[str, ...]
+    """Networks that reach the public API endpoint; empty turns the public endpoint off."""
+
+    @property
+    def api_open_to_world(self) -> bool:
+        return WORLD in self.api_access_cidrs
+
+
+@dataclass(frozen=True)
+class ExistingCluster:
+    kubeconfig: str | None
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Addons:
+    prometheus: bool
+    grafana: bool
+    kiali: bool
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    install_istio: bool
+    istio_version: str
+    ingress_service_type: IngressServiceType
+    addons: Addons
+    app_namespace: str
+    app_name: str
+
+
+@dataclass(frozen=True)
+class AppVersion:
+    """One version of the app: its `version` label, image and replica count."""
+
+    label: str
+    image: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    name: str
+    namespace: str
+    stable: AppVersion
+    canary: AppVersion
+    canary_weight: int
+    canary_header: tuple[str, str] | None = None
+    """(name, value): requests carrying this header go to the canary whatever the weight."""
+    mirror_percent: int = 0
+    """Percent of the stable version's requests copied to the canary (responses discarded)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster: EksCluster | ExistingCluster
+    mesh: MeshSettings
+    app: AppSettings
