@@ -12,7 +12,8 @@ from capacity.nodes import (
     reserved_cpu_m,
     reserved_memory_mib,
 )
-from capacity.preflight import REQUESTS, CapacityPlan, Item, check_capacity, plan_capacity
+from capacity.plan import REQUESTS, CapacityPlan, Item, plan_capacity
+from capacity.preflight import check_capacity
 
 __all__ = [
     "INSTANCE_TYPES",

@@ -157,19 +157,19 @@ def mebibytes(quantity: str | int) -> int:
     return math.ceil(Decimal(match.group(1)) * _BYTES[match.group(2) or ""] / 2**20)
 
 
-def _size_key(instance_type: str) -> tuple[int, int, str]:
+def size_key(instance_type: str) -> tuple[int, int, str]:
     spec = INSTANCE_TYPES[instance_type]
     return spec.vcpus, spec.memory_mib, instance_type
 
 
-def _family_of(instance_type: str) -> str:
+def family_of(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
 
 
 def _unknown_instance_type(instance_type: str) -> str:
     families: dict[str, list[str]] = {}
-    for name in sorted(INSTANCE_TYPES, key=_size_key):
-        families.setdefault(_family_of(name), []).append(name.split(".", 1)[1])
+    for name in sorted(INSTANCE_TYPES, key=size_key):
+        families.setdefault(family_of(name), []).append(name.split(".", 1)[1])
     known = "; ".join(f"{family} ({sizes[0]} to {sizes[-1]})" for family, sizes in sorted(families.items()))
     close = difflib.get_close_matches(instance_type, INSTANCE_TYPES, n=1)
     hint = f" Did you mean {close[0]}?" if close else ""
