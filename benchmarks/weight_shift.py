@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from settings import load_settings  # noqa: E402
+from tests.harness import DictConfig  # noqa: E402
 from workloads import manifests  # noqa: E402
 
 BENCH_COPY = "nginx-virtual-svc-benchmark"
@@ -60,18 +61,10 @@ class PulumiStack:
 
 
 def copy_manifest(weight: int) -> str:
-    app = load_settings(_StackConfig({"canaryWeight": str(weight)})).app
+    app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
     vs = manifests.virtual_service(app)
     vs["metadata"]["name"] = BENCH_COPY
     return json.dumps({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", **vs})
-
-
-class _StackConfig:
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def get(self, key: str) -> str | None:
-        return self.values.get(key)
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from settings import WORLD
+
 
 @dataclass(frozen=True)
 class NetworkArgs:
@@ -34,31 +36,36 @@ def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
     return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
 
 
+# Where the AWS cloud controller puts internet-facing (public) and internal load balancers.
+LOAD_BALANCER_ROLE = {"public": {"kubernetes.io/role/elb": "1"}, "private": {"kubernetes.io/role/internal-elb": "1"}}
+
+
 def subnets(
-    prefix: str,
+    name: str,
+    tier: str,
     args: NetworkArgs,
     vpc_id: pulumi.Output[str],
     zones: list[str],
     cidrs: list[str],
     routes: aws.ec2.RouteTable,
-    role: dict[str, str],
     parent: pulumi.Resource,
 ) -> list[aws.ec2.Subnet]:
-    """One subnet per zone on `routes`; `role` tags tell the cloud controller which load balancers go there."""
+    """One `tier` ("public" or "private") subnet per zone, routed through `routes`."""
     child = pulumi.ResourceOptions(parent=parent)
-    public = "kubernetes.io/role/elb" in role
     created = []
     for zone, cidr in zip(zones, cidrs, strict=True):
         subnet = aws.ec2.Subnet(
-            f"{prefix}-{zone}",
+            f"{name}-{tier}-{zone}",
             vpc_id=vpc_id,
             cidr_block=cidr,
             availability_zone=zone,
-            map_public_ip_on_launch=public,
-            tags={"Name": f"{args.cluster_name}-{prefix.rsplit('-', 1)[-1]}-{zone}", **role, **owned_by(args)},
+            map_public_ip_on_launch=tier == "public",
+            tags={"Name": f"{args.cluster_name}-{tier}-{zone}", **LOAD_BALANCER_ROLE[tier], **owned_by(args)},
             opts=child,
         )
-        aws.ec2.RouteTableAssociation(f"{prefix}-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+        aws.ec2.RouteTableAssociation(
+            f"{name}-{tier}-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=child
+        )
         created.append(subnet)
     return created
 
@@ -86,14 +93,12 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
     public_routes = aws.ec2.RouteTable(
         f"{name}-public",
         vpc_id=vpc.id,
-        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block=WORLD, gateway_id=gateway.id)],
         opts=child,
     )
     public_cidrs, private_cidrs = subnet_cidrs(args.cidr, args.zone_count)
 
-    public_subnets = subnets(
-        f"{name}-public", args, vpc.id, zones, public_cidrs, public_routes, {"kubernetes.io/role/elb": "1"}, parent
-    )
+    public_subnets = subnets(name, "public", args, vpc.id, zones, public_cidrs, public_routes, parent)
     nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
     nat = aws.ec2.NatGateway(
         f"{name}-nat",
@@ -104,19 +109,10 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
     private_routes = aws.ec2.RouteTable(
         f"{name}-private",
         vpc_id=vpc.id,
-        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block=WORLD, nat_gateway_id=nat.id)],
         opts=child,
     )
-    private_subnets = subnets(
-        f"{name}-private",
-        args,
-        vpc.id,
-        zones,
-        private_cidrs,
-        private_routes,
-        {"kubernetes.io/role/internal-elb": "1"},
-        parent,
-    )
+    private_subnets = subnets(name, "private", args, vpc.id, zones, private_cidrs, private_routes, parent)
 
     return Network(
         vpc_id=vpc.id,

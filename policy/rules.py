@@ -119,12 +119,14 @@ def validate_traffic_split(args: StackValidationArgs, report_violation: ReportVi
 # --- workloads -------------------------------------------------------------------------
 
 
-def _containers(args: ResourceValidationArgs) -> Iterator[Mapping[str, Any]]:
+def _containers(
+    args: ResourceValidationArgs, kinds: tuple[str, ...] = ("initContainers", "containers")
+) -> Iterator[Mapping[str, Any]]:
     path = POD_SPEC_PATHS.get(args.resource_type)
     if path is None:
         return
     pod_spec = _get(args.props, *path) or {}
-    for key in ("initContainers", "containers"):
+    for key in kinds:
         yield from pod_spec.get(key) or []
 
 
@@ -145,9 +147,7 @@ def validate_pinned_images(args: ResourceValidationArgs, report_violation: Repor
 
 def validate_probes_and_resources(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """Every container has liveness and readiness probes and CPU/memory requests and limits."""
-    path = POD_SPEC_PATHS.get(args.resource_type)
-    containers = [] if path is None else (_get(args.props, *path) or {}).get("containers") or []
-    for container in containers:
+    for container in _containers(args, ("containers",)):
         missing = [probe for probe in ("livenessProbe", "readinessProbe") if not container.get(probe)]
         resources = container.get("resources") or {}
         missing += [

@@ -61,15 +61,16 @@ class ProgramRun:
 
     def depends_on(self, resource: Registered, other: Registered) -> bool:
         """True when `resource` waits for `other`, directly or through the dependencies it waits for."""
+        by_urn = {r.urn: r for r in self.resources}
         seen: set[str] = set()
         pending = list(resource.dependencies)
         while pending:
             urn = pending.pop()
             if urn == other.urn:
                 return True
-            if urn not in seen:
+            if urn not in seen and urn in by_urn:
                 seen.add(urn)
-                pending.extend(self.by_urn(urn).dependencies if any(r.urn == urn for r in self.resources) else [])
+                pending.extend(by_urn[urn].dependencies)
         return False
 
     def output(self, value: Any) -> Any:
