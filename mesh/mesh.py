@@ -152,7 +152,7 @@ class Mesh(pulumi.ComponentResource):
                     name=charts.CANARY_DASHBOARD_CONFIGMAP, namespace=charts.ISTIO_NAMESPACE
                 ),
                 data={"canary.json": canary_dashboard.dashboard_json(settings.app_name, settings.app_namespace)},
-                opts=self._after(*self.istio_crds),
+                opts=after_istio,
             )
             values = charts.grafana_values(settings.istio_version)
             self._release(charts.GRAFANA, values, self._after(*self.istio_crds, admin, canary))
