@@ -1,0 +1,1 @@
+"""`canary`: progressive delivery where every step is a stack config change applied by Pulumi."""

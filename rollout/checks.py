@@ -1,0 +1,171 @@
+"""Metric checks of one version of the app, answered by Prometheus.
+
+The built-in checks are Flagger's, on the series Istio's sidecars report
+(`reporter="destination"`): request success rate (at least 99 %) and p99 request
+duration (at most 500 ms) over a window. Custom checks are PromQL with a bound.
+A check that cannot be answered (Prometheus unreachable, no series, NaN) is an
+error, never a pass: the run does not advance on missing data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from string import Template
+from typing import Literal
+
+Bound = Literal["min", "max"]
+
+# Flagger's built-in queries; $namespace, $workload and $window are filled in per run.
+SUCCESS_RATE = (
+    'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="$namespace",'
+    'destination_workload=~"$workload",response_code!~"5.*"}[$window])) / '
+    'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="$namespace",'
+    'destination_workload=~"$workload"}[$window])) * 100'
+)
+P99_LATENCY = (
+    'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",'
+    'destination_workload_namespace="$namespace",destination_workload=~"$workload"}[$window])) by (le))'
+)
+CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+QUERY_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """A PromQL query whose value must stay at or above (`min`) or at or below (`max`) a bound."""
+
+    name: str
+    query: str
+    kind: Bound
+    bound: float
+    unit: str = ""
+
+    def passes(self, value: float) -> bool:
+        return value >= self.bound if self.kind == "min" else value <= self.bound
+
+    def describe_bound(self) -> str:
+        return f"{'>=' if self.kind == 'min' else '<='} {self.bound:g}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The workload a check looks at: one version's Deployment, as Istio labels its series."""
+
+    namespace: str
+    workload: str
+    window: str
+
+    def fill(self, query: str) -> str:
+        return Template(query).substitute(namespace=self.namespace, workload=self.workload, window=self.window)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: Check
+    value: float | None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.value is not None and self.check.passes(self.value)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.check.name,
+            "value": self.value,
+            "bound": self.check.bound,
+            "kind": self.check.kind,
+            "passed": self.passed,
+            "error": self.error,
+        }
+
+
+class CheckSpecError(ValueError):
+    """A check given on the command line that cannot be used."""
+
+
+def builtin_checks(min_success_rate: float = 99.0, max_p99_ms: float = 500.0) -> list[Check]:
+    return [
+        Check("request-success-rate", SUCCESS_RATE, "min", min_success_rate, "%"),
+        Check("request-duration", P99_LATENCY, "max", max_p99_ms, "ms"),
+    ]
+
+
+def parse_check(spec: str) -> Check:
+    """`NAME:min|max:BOUND:PROMQL`, PromQL with $namespace, $workload and $window where it needs them."""
+    parts = spec.split(":", 3)
+    if len(parts) != 4:
+        raise CheckSpecError(f"--check {spec!r}: must be NAME:min|max:BOUND:PROMQL")
+    name, kind, bound, query = parts
+    if not CHECK_NAME.fullmatch(name):
+        raise CheckSpecError(f"--check {spec!r}: the name {name!r} must be lowercase letters, digits and '-'")
+    if kind not in ("min", "max"):
+        raise CheckSpecError(f"--check {spec!r}: the bound kind {kind!r} must be min or max")
+    try:
+        number = float(bound)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise CheckSpecError(f"--check {spec!r}: the bound {bound!r} must be a number")
+    try:
+        Target("ns", "w", "1m").fill(query)
+    except (KeyError, ValueError) as error:
+        raise CheckSpecError(
+            f"--check {spec!r}: the query may only use $namespace, $workload and $window ({error})"
+        ) from None
+    return Check(name, query, "min" if kind == "min" else "max", number)
+
+
+def parse_duration(text: str, option: str, minimum_seconds: float) -> float:
+    """Seconds of a duration such as 60s, 1m or 500ms, at least `minimum_seconds`."""
+    match = DURATION.fullmatch(text.strip())
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    seconds = int(match.group(1)) * scale[match.group(2)] if match else -1.0
+    if seconds < minimum_seconds:
+        raise CheckSpecError(f"{option} {text!r}: must be a duration like 60s or 1m, at least {minimum_seconds:g}s")
+    return seconds
+
+
+class Prometheus:
+    """The instant-query endpoint of Prometheus' HTTP API."""
+
+    def __init__(self, url: str, timeout: float = QUERY_TIMEOUT_SECONDS) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, promql: str) -> float:
+        """The single value of an instant query; raises LookupError when there is none to judge by."""
+        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        try:
+            with urllib.request.urlopen(address, timeout=self.timeout) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            raise LookupError(f"Prometheus answered {error.code}: {detail}") from None
+        except (OSError, ValueError) as error:
+            raise LookupError(f"Prometheus at {self.url} cannot be reached: {error}") from None
+        if body.get("status") != "success":
+            raise LookupError(f"Prometheus query failed: {body.get('error', body)}")
+        series = body["data"]["result"]
+        if body["data"]["resultType"] != "vector" or len(series) != 1:
+            raise LookupError(f"no data: the query returned {len(series)} series, one is needed")
+        value = float(series[0]["value"][1])
+        if math.isnan(value):
+            raise LookupError("no data: the query's value is NaN (no requests in the window?)")
+        return value
+
+    def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
+        results = []
+        for check in checks:
+            try:
+                results.append(CheckResult(check, self.query(target.fill(check.query))))
+            except LookupError as error:
+                results.append(CheckResult(check, None, str(error)))
+        return results

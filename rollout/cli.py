@@ -1,0 +1,197 @@
+"""`canary`: status, run, promote and abort a canary release of the stack in the current directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from pulumi import automation as auto
+
+from rollout.checks import Check, CheckSpecError, Prometheus, builtin_checks, parse_check, parse_duration
+from rollout.gate import Gate, StepsError, parse_steps
+from rollout.runner import Report, Rollout, RunOptions, RunRefused, canary_target
+from rollout.stack import ApplyError, PulumiStack
+from rollout.view import ProgressView, describe
+from settings import SettingsError
+
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"  # `kubectl -n istio-system port-forward svc/prometheus 9090`
+EXIT_CODES = {"promoted": 0, "completed": 0, "aborted": 0, "rolled-back": 1, "lost": 1, "update-failed": 1}
+EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
+T = TypeVar("T")
+
+
+def _option(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type whose errors keep our message (argparse prints the option and value)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except (CheckSpecError, StepsError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number, at least {minimum}")
+        return int(text)
+
+    return parse
+
+
+def _duration(option: str, minimum: float) -> Callable[[str], float]:
+    return _option(lambda text: parse_duration(text, option, minimum))
+
+
+def _window(text: str) -> str:
+    parse_duration(text, "--window", 1)
+    return text.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canary", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", "-s", help="stack name (default: the selected stack)")
+    common.add_argument("--cwd", "-C", type=Path, default=Path.cwd(), help="the project directory (Pulumi.yaml)")
+    common.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress on stderr")
+    common.add_argument("--policy-pack", action="append", default=[], help="run every update with this policy pack")
+    common.add_argument("--verbose", "-v", action="store_true", help="show pulumi's output of every update")
+    analysis = argparse.ArgumentParser(add_help=False)
+    analysis.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS),
+        help=f"Prometheus' HTTP API (default: $CANARY_PROMETHEUS_URL or {DEFAULT_PROMETHEUS})",
+    )
+    analysis.add_argument("--window", type=_option(_window), default="1m", help="range of each query (default 1m)")
+    analysis.add_argument("--success-rate", type=float, default=99.0, help="minimum success rate in %% (default 99)")
+    analysis.add_argument("--max-latency", type=float, default=500.0, help="maximum p99 latency in ms (default 500)")
+    analysis.add_argument(
+        "--check",
+        action="append",
+        type=_option(parse_check),
+        default=[],
+        metavar="NAME:min|max:BOUND:PROMQL",
+        help="an extra check; the PromQL may use $namespace, $workload and $window (repeatable)",
+    )
+    analysis.add_argument("--no-builtin-checks", action="store_true", help="only the --check checks")
+
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", parents=[common, analysis], help="split, versions, run and live metrics")
+    run = commands.add_parser("run", parents=[common, analysis], help="walk the steps, gated by metric checks")
+    run.add_argument("--steps", type=_option(parse_steps), default=(10, 25, 50, 100), help="weights (10,25,50,100)")
+    run.add_argument("--interval", type=_duration("--interval", 1), default=60.0, help="analysis interval (60s)")
+    run.add_argument("--poll", type=_duration("--poll", 1), default=10.0, help="live view refresh (10s)")
+    run.add_argument("--threshold", type=_count(1), default=5, help="failed checks before rollback (5)")
+    run.add_argument("--error-limit", type=_count(1), default=4, help="unanswered analyses in a row before rollback")
+    run.add_argument("--no-promote", action="store_true", help="stop at the last step instead of promoting")
+    run.add_argument("--resume", action="store_true", help="continue the run kept on the stack (after a kill)")
+    commands.add_parser("promote", parents=[common], help="make the canary the stable version; retire the old one")
+    commands.add_parser("abort", parents=[common], help="all traffic to the stable version now; end any run")
+    return parser
+
+
+def _stack_name(args: argparse.Namespace) -> str:
+    if args.stack:
+        return str(args.stack)
+    current = auto.LocalWorkspace(work_dir=str(args.cwd)).stack()
+    if current is None:
+        raise RunRefused("no stack selected: pass --stack NAME or run `pulumi stack select NAME`")
+    return current.name
+
+
+def _checks(args: argparse.Namespace) -> list[Check]:
+    checks = [] if args.no_builtin_checks else builtin_checks(args.success_rate, args.max_latency)
+    return [*checks, *args.check]
+
+
+def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> dict[str, object]:
+    settings = stack.settings()
+    app = settings.app
+    prometheus = Prometheus(args.prometheus_url)
+    checks = _checks(args)
+    versions = {}
+    for role, version in (("stable", app.stable), ("canary", app.canary)):
+        weight = app.canary_weight if role == "canary" else 100 - app.canary_weight
+        target = canary_target(settings, args.window, version.label)
+        results = prometheus.evaluate(checks, target)
+        versions[role] = {
+            "version": version.label,
+            "image": version.image,
+            "replicas": version.replicas,
+            "weight": weight,
+            "checks": [result.as_dict() for result in results],
+        }
+        view.say(f"{role} {version.label}: {version.image}, {version.replicas} replicas, weight {weight}")
+        for result in results:
+            view.say(f"  {describe(result)}")
+    record = stack.read_record()
+    deployed = stack.deployed_split()
+    view.say(f"deployed split: {deployed}" if deployed else "deployed split: none (the stack has no update yet)")
+    if app.canary_header:
+        view.say(f"header route: {app.canary_header[0]}: {app.canary_header[1]} -> {app.canary.label}")
+    view.say(f"run: {record.describe()}" if record else "run: none")
+    return {
+        "stack": stack.name,
+        "versions": versions,
+        "deployed_split": deployed,
+        "header": list(app.canary_header) if app.canary_header else None,
+        "mirror_percent": app.mirror_percent,
+        "run": record.encode() if record else None,
+    }
+
+
+def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, object], int]:
+    output = (lambda text: view.say(text.rstrip())) if args.verbose else None
+    stack = PulumiStack(_stack_name(args), args.cwd, args.policy_pack, on_output=output)
+    if args.command == "status":
+        return status(stack, args, view), 0
+    rollout = Rollout(stack, Prometheus(getattr(args, "prometheus_url", DEFAULT_PROMETHEUS)), view)
+    if args.command == "run":
+        record = rollout.claim(args.steps, args.resume)
+        view.say(f"canary run {record.id} on stack {stack.name}: steps {','.join(map(str, record.steps))}")
+        gate = Gate(record.steps, args.threshold, args.error_limit)
+        options = RunOptions(gate, _checks(args), args.interval, args.window, args.poll, not args.no_promote)
+        report = rollout.run(options, record)
+    else:
+        report = Report(stack.name, "-", ())
+        if args.command == "abort":
+            rollout.abort(report)
+        else:
+            if (active := stack.read_record()) is not None:
+                raise RunRefused(f"{active.describe()} is in progress; let it finish or `canary abort` it first")
+            rollout.promote(report)
+            report.outcome = "promoted"
+    code = EXIT_INTERRUPTED if report.outcome == "interrupted" else EXIT_CODES[report.outcome]
+    view.say(f"outcome: {report.outcome}, weight {report.weight}")
+    return report.as_dict(), code
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    view = ProgressView(sys.stderr if args.json else sys.stdout)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result, code = _dispatch(args, view)
+    except (SettingsError, RunRefused, ApplyError) as error:
+        print(f"canary {args.command}: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print(f"canary {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return code

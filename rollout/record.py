@@ -1,0 +1,84 @@
+"""A run's progress, kept as a tag on the stack so a killed run can be resumed and a second one refused.
+
+Stack tags live in the backend beside the stack's state, so every machine that can
+update the stack sees them. Pulumi Cloud limits a tag's value to 256 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+from rollout.gate import Progress
+
+TAG = "canary:run"
+TAG_VALUE_LIMIT = 256
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    host: str
+    pid: int
+    started: str
+    updated: str
+    steps: tuple[int, ...]
+    step: int
+    failed: int
+    errors: int
+
+    @classmethod
+    def begin(cls, steps: tuple[int, ...]) -> RunRecord:
+        stamp = now()
+        return cls(uuid.uuid4().hex[:8], socket.gethostname(), os.getpid(), stamp, stamp, steps, 0, 0, 0)
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.step, self.failed, self.errors)
+
+    def moved_to(self, progress: Progress) -> RunRecord:
+        return replace(
+            self, step=progress.step, failed=progress.failed_checks, errors=progress.consecutive_errors, updated=now()
+        )
+
+    def taken_over(self) -> RunRecord:
+        """The same run, continued by this process."""
+        return replace(self, host=socket.gethostname(), pid=os.getpid(), updated=now())
+
+    def is_alive_here(self) -> bool:
+        """True when the process that owns the run still runs on this machine."""
+        if self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        weight = self.steps[self.step] if self.step < len(self.steps) else self.steps[-1]
+        return (
+            f"run {self.id} (pid {self.pid} on {self.host}, started {self.started}, last update {self.updated}) "
+            f"at step {self.step + 1} of {len(self.steps)}, weight {weight}"
+        )
+
+    def encode(self) -> str:
+        value = json.dumps(asdict(self), separators=(",", ":"))
+        if len(value) > TAG_VALUE_LIMIT:
+            raise ValueError(f"the run record is {len(value)} characters; a stack tag holds {TAG_VALUE_LIMIT}")
+        return value
+
+    @classmethod
+    def decode(cls, value: str) -> RunRecord:
+        fields = json.loads(value)
+        return cls(**{**fields, "steps": tuple(fields["steps"])})
