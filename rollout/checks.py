@@ -149,8 +149,10 @@ class Prometheus:
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
             raise LookupError(f"Prometheus answered {error.code}: {detail}") from None
+        except urllib.error.URLError as error:
+            raise LookupError(f"Prometheus at {self.url} cannot be reached: {error.reason}") from None
         except (OSError, ValueError) as error:
-            raise LookupError(f"Prometheus at {self.url} cannot be reached: {error}") from None
+            raise LookupError(f"Prometheus at {self.url} did not answer: {error}") from None
         if body.get("status") != "success":
             raise LookupError(f"Prometheus query failed: {body.get('error', body)}")
         series = body["data"]["result"]

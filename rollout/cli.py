@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -146,7 +147,7 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
         "deployed_split": deployed,
         "header": list(app.canary_header) if app.canary_header else None,
         "mirror_percent": app.mirror_percent,
-        "run": record.encode() if record else None,
+        "run": asdict(record) if record else None,
     }
 
 

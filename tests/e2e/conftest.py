@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, run
+from tests.e2e.mesh_traffic import MeshTraffic
+from tests.e2e.prometheus_server import PrometheusServer, prometheus_bin_dir
 
+WINDOW = "5s"  # the analysis window: Flagger's 1m, shortened to match a 1s scrape interval
 LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
 
 
@@ -92,3 +95,22 @@ def stack(
         stack.set_config(key, value)
     yield stack
     stack("destroy", "--yes", check=False)  # a no-op once the lifecycle test destroyed it
+
+
+@pytest.fixture(scope="session")
+def mesh_traffic() -> Iterator[MeshTraffic]:
+    """Istio-shaped metrics of nginx-v1 and nginx-v2 in `default`, as their sidecars would export them."""
+    with MeshTraffic(app="nginx", namespace="default") as mesh:
+        mesh.set("v1", rps=100, error_ratio=0, latency_ms=50)
+        mesh.set("v2", rps=100, error_ratio=0, latency_ms=50)
+        yield mesh
+
+
+@pytest.fixture(scope="session")
+def prometheus(mesh_traffic: MeshTraffic) -> Iterator[PrometheusServer]:
+    """Debian's Prometheus on loopback, scraping the mesh every second; ready once every series has a window."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", prometheus_bin_dir(), prepend=":")
+        with PrometheusServer([mesh_traffic.target], scrape_interval="1s") as server:
+            server.wait_for_series(f"count(count_over_time(istio_requests_total[{WINDOW}]) >= 4) >= 2", 30)
+            yield server
