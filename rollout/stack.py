@@ -35,6 +35,12 @@ class StackConfig:
         return self.values.get(f"{self.project}:{key}")
 
 
+def _diagnostics(output: str, limit: int = 4000) -> str:
+    """The engine's diagnostics of a failed update (the part that says why), else the end of its output."""
+    start = output.find("Diagnostics:")
+    return output[start : start + limit] if start >= 0 else output[-limit:]
+
+
 class PulumiStack:
     def __init__(
         self,
@@ -74,7 +80,7 @@ class PulumiStack:
             )
         except auto.errors.CommandError as error:
             self._restore(before, changes)
-            raise ApplyError(f"pulumi up failed; stack config restored:\n{str(error)[-2000:]}") from None
+            raise ApplyError(f"pulumi up failed; stack config restored:\n{_diagnostics(str(error))}") from None
         return time.monotonic() - start
 
     def _restore(self, before: Mapping[str, str], changes: Mapping[str, str]) -> None:

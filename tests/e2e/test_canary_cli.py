@@ -1,0 +1,184 @@
+"""The `canary` command end to end: the real Pulumi engine, the local cluster and a real Prometheus.
+
+The stack runs nginx in `default` on the local cluster (pods are simulated, so the
+series come from the in-process mesh exporter, labelled as Istio's sidecars label
+them). Intervals are seconds instead of a minute; every other part is what a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from tests.e2e.cli import ROOT, Kubectl, Stack, run
+from tests.e2e.conftest import WINDOW
+from tests.e2e.mesh_traffic import MeshTraffic
+from tests.e2e.prometheus_server import PrometheusServer
+
+FAST = ["--interval", "2s", "--poll", "1s", "--window", WINDOW]
+CANARY = str(ROOT / "venv/bin/canary")
+
+
+class CanaryCommand:
+    def __init__(self, stack: Stack, prometheus: PrometheusServer) -> None:
+        self.stack = stack
+        self.env = {**stack.env, "CANARY_PROMETHEUS_URL": prometheus.url}
+
+    def argv(self, *args: str) -> list[str]:
+        return [CANARY, *args, "--stack", self.stack.name, "--cwd", str(self.stack.project)]
+
+    def __call__(self, *args: str) -> tuple[int, dict[str, Any], str]:
+        result = run(self.argv(*args, "--json"), self.stack.log, self.env, check=False)
+        return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {}, result.stderr
+
+
+@pytest.fixture(scope="module")
+def canary(stack: Stack, prometheus: PrometheusServer) -> CanaryCommand:
+    stack("up", "--yes")
+    return CanaryCommand(stack, prometheus)
+
+
+def split(cluster: Kubectl) -> dict[str, int]:
+    virtual_service = cluster.get("virtualservice", "nginx-virtual-svc", "-n", "default")
+    weighted = virtual_service["spec"]["http"][-1]["route"]
+    return {route["destination"]["subset"]: route.get("weight", 0) for route in weighted}
+
+
+def config(stack: Stack, key: str) -> str:
+    return stack("config", "get", key).stdout.strip()
+
+
+def weights(report: dict[str, Any]) -> list[str]:
+    return [update["changes"]["canaryWeight"] for update in report["updates"] if "canaryWeight" in update["changes"]]
+
+
+def new_canary(stack: Stack, version: str) -> None:
+    for key, value in {"canaryVersion": version, "canaryImage": f"quay.io/shardul/nginx:{version}"}.items():
+        stack.set_config(key, value)
+    stack.set_config("canaryReplicas", "1")
+    stack("up", "--yes")
+
+
+def test_status_shows_the_split_the_versions_and_their_live_metrics(canary: CanaryCommand) -> None:
+    code, status, _ = canary("status", "--window", WINDOW)
+    assert code == 0
+    assert status["deployed_split"] == {"v1": 100, "v2": 0}
+    assert status["run"] is None
+    stable_checks = status["versions"]["stable"]["checks"]
+    assert [check["name"] for check in stable_checks] == ["request-success-rate", "request-duration"]
+    assert stable_checks[0]["value"] == 100 and stable_checks[0]["passed"]
+
+
+def test_a_healthy_canary_walks_its_steps_and_is_promoted(
+    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic
+) -> None:
+    mesh_traffic.set("v2", error_ratio=0, latency_ms=50)
+    code, report, _ = canary("run", "--steps", "10,50,100", *FAST)
+    assert (code, report["outcome"]) == (0, "promoted"), report
+    assert weights(report) == ["10", "50", "100", "0"]
+    assert {analysis["verdict"] for analysis in report["analyses"]} <= {"advance", "complete"}
+    stack = canary.stack
+    assert (config(stack, "stableVersion"), config(stack, "canaryVersion"), config(stack, "canaryReplicas")) == (
+        "v2",
+        "v1",
+        "0",
+    )
+    assert split(cluster) == {"v2": 100, "v1": 0}
+    assert cluster.get("deployment", "nginx-v1", "-n", "default")["spec"]["replicas"] == 0
+    history = json.loads(stack("stack", "history", "--json").stdout)
+    messages = [update.get("message", "") for update in history]
+    assert any(f"canary {report['run']}: step 2/3: canaryWeight=50" in message for message in messages), messages
+
+
+def test_a_failing_canary_is_rolled_back_after_the_threshold(
+    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic
+) -> None:
+    new_canary(canary.stack, "v3")
+    mesh_traffic.set("v3", error_ratio=0.2, latency_ms=50)
+    code, report, _ = canary("run", "--steps", "10,50", "--threshold", "2", "--error-limit", "10", *FAST)
+    assert (code, report["outcome"]) == (1, "rolled-back"), report
+    assert weights(report) == ["10", "0"]
+    assert report["analyses"][-1]["verdict"] == "rollback"
+    failed = [check for analysis in report["analyses"] for check in analysis["checks"] if check["value"] is not None]
+    assert any(check["name"] == "request-success-rate" and check["value"] < 90 for check in failed)
+    assert split(cluster) == {"v2": 100, "v3": 0}
+    assert config(canary.stack, "canaryWeight") == "0"
+
+
+def test_prometheus_down_never_advances_and_rolls_back(
+    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic, prometheus: PrometheusServer
+) -> None:
+    mesh_traffic.set("v3", error_ratio=0, latency_ms=50)
+    prometheus.stop()
+    try:
+        code, report, _ = canary("run", "--steps", "10,50", "--error-limit", "2", *FAST)
+    finally:
+        prometheus.start()
+    assert (code, report["outcome"]) == (1, "rolled-back"), report
+    assert weights(report) == ["10", "0"]
+    assert [analysis["verdict"] for analysis in report["analyses"]] == ["hold", "rollback"]
+    assert all("cannot be reached" in check["error"] for check in report["analyses"][0]["checks"])
+    assert split(cluster) == {"v2": 100, "v3": 0}
+
+
+def test_a_killed_run_refuses_a_second_and_resumes_where_it_stopped(
+    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic, prometheus: PrometheusServer
+) -> None:
+    mesh_traffic.set("v3", error_ratio=0, latency_ms=50)
+    prometheus.wait_for_series(
+        f'sum(rate(istio_requests_total{{destination_workload="nginx-v3",response_code="500"}}[{WINDOW}])) == 0', 20
+    )
+    argv = canary.argv("run", "--steps", "10,50,100", "--interval", "60s", "--poll", "1s", "--window", WINDOW)
+    first = subprocess.Popen(argv, env=canary.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert first.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    while not any("step 1 weight 10: " in line and "left" in line for line in seen):  # waiting in step 1
+        assert time.monotonic() < deadline and first.poll() is None, seen
+        seen.append(first.stdout.readline())
+    first.kill()
+    first.wait()
+    print("".join(seen))
+    assert split(cluster) == {"v2": 90, "v3": 10}
+
+    code, _, refusal = canary("run", "--steps", "25", *FAST)
+    assert code == 2
+    assert "already has a canary run" in refusal and "at step 1 of 3, weight 10" in refusal
+    assert "canary run --resume" in refusal
+
+    code, report, _ = canary("run", "--resume", *FAST)
+    assert (code, report["outcome"]) == (0, "promoted"), report
+    assert report["steps"] == [10, 50, 100]
+    assert weights(report) == ["10", "50", "100", "0"]
+    assert split(cluster) == {"v3": 100, "v2": 0}
+    assert canary("status")[1]["run"] is None
+
+
+def test_a_step_the_policy_blocks_keeps_the_config_and_abort_ends_the_run(
+    canary: CanaryCommand, cluster: Kubectl
+) -> None:
+    new_canary(canary.stack, "v4")
+    code, report, _ = canary("run", "--steps", "60", "--policy-pack", str(canary.stack.project / "policy"), *FAST)
+    assert (code, report["outcome"]) == (1, "update-failed"), report
+    assert config(canary.stack, "canaryWeight") == "0", "the refused weight is not left in the config"
+    assert canary("status")[1]["run"] is not None, "kept for --resume or abort"
+    code, report, _ = canary("abort")
+    assert (code, report["outcome"]) == (0, "aborted")
+    assert canary("status")[1]["run"] is None
+    assert split(cluster) == {"v3": 100, "v4": 0}
+
+
+def test_bad_options_are_refused_before_anything_changes(canary: CanaryCommand) -> None:
+    before = canary.stack("stack", "history", "--json").stdout
+    for args, message in [
+        (["--steps", "50,10"], "--steps '50,10': must be comma-separated weights from 1 to 100, increasing"),
+        (["--interval", "0s"], "--interval '0s': must be a duration like 60s or 1m"),
+        (["--check", "x:above:1:up"], "the bound kind 'above' must be min or max"),
+    ]:
+        result = run(canary.argv("run", *args), canary.stack.log, canary.env, check=False)
+        assert result.returncode == 2 and message in result.stderr
+    assert canary.stack("stack", "history", "--json").stdout == before
