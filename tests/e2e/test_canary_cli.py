@@ -135,7 +135,7 @@ def test_a_killed_run_refuses_a_second_and_resumes_where_it_stopped(
     argv = canary.argv("run", "--steps", "10,50,100", "--interval", "60s", "--poll", "1s", "--window", WINDOW)
     first = subprocess.Popen(argv, env=canary.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert first.stdout is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + 60
     while not any("step 1 weight 10: " in line and "left" in line for line in seen):  # waiting in step 1
         assert time.monotonic() < deadline and first.poll() is None, seen
