@@ -3,7 +3,7 @@
 The stack stand-in validates every change with the program's real settings loader
 and keeps config and tags as the engine would; the clock is virtual, so an hour of
 intervals runs in milliseconds. The same orchestration runs against the real engine,
-a local cluster and a real Prometheus in tests/e2e/test_canary_cli.py.
+a local cluster and a real Prometheus in tests/e2e/test_canary_cli.py; the pure parts are in tests/test_rollout.py.
 """
 
 from __future__ import annotations

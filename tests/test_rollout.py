@@ -15,6 +15,7 @@ from rollout.checks import (
     parse_check,
     parse_duration,
 )
+from rollout.cli import build_parser
 from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
 from rollout.promotion import promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
@@ -177,3 +178,40 @@ def test_the_run_record_fits_a_stack_tag_and_round_trips() -> None:
     assert (moved.step, moved.failed, moved.errors) == (3, 1, 2)
     with pytest.raises(ValueError, match="a stack tag holds 256"):
         RunRecord.begin(tuple(range(1, 101))).encode()
+
+
+def test_the_command_line_defaults_are_flaggers() -> None:
+    args = build_parser().parse_args(["run"])
+    assert (args.steps, args.interval, args.window, args.threshold, args.error_limit) == (
+        (10, 25, 50, 100),
+        60,
+        "1m",
+        5,
+        4,
+    )
+    assert (args.success_rate, args.max_latency, args.check, args.resume, args.no_promote) == (
+        99,
+        500,
+        [],
+        False,
+        False,
+    )
+    assert args.prometheus_url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--steps", "50,10"], "--steps '50,10': must be comma-separated weights"),
+        (["run", "--threshold", "0"], "'0': must be a whole number, at least 1"),
+        (["run", "--interval", "1d"], "--interval '1d': must be a duration like 60s or 1m"),
+        (["status", "--check", "x:min:1"], "must be NAME:min|max:BOUND:PROMQL"),
+    ],
+)
+def test_bad_options_name_the_option_the_value_and_the_rule(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
