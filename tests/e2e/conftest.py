@@ -1,7 +1,8 @@
 """The end-to-end tier: the real Pulumi CLI drives the real program against a local control plane.
 
 scripts/toolchain provides the pinned CLI, Kubernetes provider and control plane (built
-or reused from its cache); scripts/local-cluster runs the control plane on loopback.
+or reused from its cache); scripts/local-cluster runs the control plane on loopback, as a
+cluster of the tests' own (canary-e2e), so a trial stack of scripts/try-local is never touched.
 Istio cannot be installed here (its charts cannot be downloaded), so the stack runs in
 existing-cluster mode with installIstio=false, on a cluster that has Istio's CRDs and
 the istio-system namespace, as a cluster with Istio would.
@@ -23,6 +24,7 @@ from tests.e2e.mesh_traffic import MeshTraffic
 from tests.e2e.prometheus_server import PrometheusServer, prometheus_bin_dir
 
 WINDOW = "5s"  # the analysis window: Flagger's 1m, shortened to match a 1s scrape interval
+TOOLCHAIN_DIR = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain"))
 LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
 
 
@@ -42,7 +44,7 @@ def command_log() -> CommandLog:
 @pytest.fixture(scope="session")
 def toolchain(command_log: CommandLog) -> dict[str, str]:
     """PATH and PULUMI_HOME with the pinned tools; the provider registered for the SDK's version."""
-    pulumi_home = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain")) / "pulumi-home"
+    pulumi_home = TOOLCHAIN_DIR / "pulumi-home"
     env = {**os.environ, "PULUMI_HOME": str(pulumi_home)}
     sdk_version = importlib.metadata.version("pulumi_kubernetes")
     result = run(
@@ -54,8 +56,13 @@ def toolchain(command_log: CommandLog) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kubectl]:
-    """The local control plane, with what an Istio installation leaves: its CRDs and namespace."""
-    env = {**os.environ, **toolchain}
+    """A control plane of the tests' own (not scripts/try-local's), with what Istio leaves: its CRDs and namespace."""
+    env = {
+        **os.environ,
+        **toolchain,
+        "CANARY_CLUSTER_NAME": "canary-e2e",
+        "CANARY_KUBECONFIG": str(TOOLCHAIN_DIR / "kubeconfig-e2e"),
+    }
     started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
     kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
     kubectl = Kubectl(kubeconfig, env, command_log)
