@@ -164,7 +164,7 @@ def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, o
         options = RunOptions(gate, _checks(args), args.interval, args.window, args.poll, not args.no_promote)
         report = rollout.run(options, record)
     else:
-        report = Report(stack.name, "-", ())
+        report = Report(stack.name, "", ())
         if args.command == "abort":
             rollout.abort(report)
         else:
@@ -174,6 +174,11 @@ def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, o
             report.outcome = "promoted"
     code = EXIT_INTERRUPTED if report.outcome == "interrupted" else EXIT_CODES[report.outcome]
     view.say(f"outcome: {report.outcome}, weight {report.weight}")
+    if report.updates:
+        view.say(
+            f"Pulumi.{stack.name}.yaml has the new settings: commit it, or the next `pulumi up` from a checkout "
+            "without them (the deploy workflow) puts the old ones back"
+        )
     return report.as_dict(), code
 
 

@@ -134,6 +134,7 @@ class Rollout:
         self._record = record
         gate = Gate(record.steps, options.gate.threshold, options.gate.error_limit)
         report = Report(self.stack.name, record.id, record.steps, started=self.clock.monotonic())
+        report.weight = self.stack.settings().app.canary_weight
         try:
             verdict = self._walk_steps(gate, options, report)
             if verdict is Verdict.ROLLBACK:
@@ -194,7 +195,8 @@ class Rollout:
     def _update(self, report: Report, changes: Mapping[str, str], what: str) -> None:
         summary = ", ".join(f"{key}={value}" for key, value in changes.items())
         self.view.say(f"{what}: {summary} (pulumi up)")
-        seconds = self.stack.apply(changes, f"canary {report.run_id}: {what}: {summary}")
+        prefix = f"canary {report.run_id}" if report.run_id else "canary"
+        seconds = self.stack.apply(changes, f"{prefix}: {what}: {summary}")
         report.updates.append({"what": what, "changes": dict(changes), "seconds": round(seconds, 3)})
         self.view.say(f"{what}: applied in {seconds:.1f} s")
 

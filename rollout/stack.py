@@ -35,6 +35,14 @@ class StackConfig:
         return self.values.get(f"{self.project}:{key}")
 
 
+def restorations(
+    project: str, before: Mapping[str, str], changes: Mapping[str, str], now: Mapping[str, str]
+) -> dict[str, str | None]:
+    """What to put back after a failed update (None: remove the key), sparing keys changed since by someone else
+    (`canary abort` while this update waited for the stack's lock)."""
+    return {key: before.get(f"{project}:{key}") for key, ours in changes.items() if now.get(f"{project}:{key}") == ours}
+
+
 def _diagnostics(output: str, limit: int = 4000) -> str:
     """The engine's diagnostics of a failed update (the part that says why), else the end of its output."""
     start = output.find("Diagnostics:")
@@ -84,8 +92,7 @@ class PulumiStack:
         return time.monotonic() - start
 
     def _restore(self, before: Mapping[str, str], changes: Mapping[str, str]) -> None:
-        for key in changes:
-            previous = before.get(f"{self.project}:{key}")
+        for key, previous in restorations(self.project, before, changes, self._config()).items():
             if previous is None:
                 self._stack.remove_config(key)
             else:

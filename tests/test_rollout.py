@@ -19,6 +19,7 @@ from rollout.cli import build_parser
 from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
 from rollout.promotion import promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
+from rollout.stack import restorations
 from settings import AppSettings, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig
 
@@ -215,3 +216,12 @@ def test_bad_options_name_the_option_the_value_and_the_rule(
         build_parser().parse_args(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_failed_update_puts_back_only_what_it_changed_and_nobody_changed_since() -> None:
+    before = {"canary:canaryWeight": "10", "canary:stableReplicas": "2"}
+    changes = {"canaryWeight": "25", "canaryReplicas": "3"}
+    now = {"canary:canaryWeight": "25", "canary:canaryReplicas": "3", "canary:stableReplicas": "2"}
+    assert restorations("canary", before, changes, now) == {"canaryWeight": "10", "canaryReplicas": None}
+    aborted_meanwhile = {**now, "canary:canaryWeight": "0"}
+    assert restorations("canary", before, changes, aborted_meanwhile) == {"canaryReplicas": None}
