@@ -17,6 +17,7 @@ from pulumi import automation as auto
 
 from rollout.checks import Check, CheckSpecError, Prometheus, builtin_checks, parse_check, parse_duration
 from rollout.gate import Gate, StepsError, parse_steps
+from rollout.promotion import NothingToPromote
 from rollout.runner import Report, Rollout, RunOptions, RunRefused, canary_target
 from rollout.stack import ApplyError, PulumiStack
 from rollout.view import ProgressView, describe
@@ -192,9 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result, code = _dispatch(args, view)
-    except (SettingsError, RunRefused, ApplyError) as error:
+    except (SettingsError, RunRefused, NothingToPromote) as error:
         print(f"canary {args.command}: {error}", file=sys.stderr)
         return EXIT_REFUSED
+    except ApplyError as error:
+        print(f"canary {args.command}: {error}", file=sys.stderr)
+        return EXIT_CODES["update-failed"]
     except KeyboardInterrupt:
         print(f"canary {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

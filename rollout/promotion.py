@@ -19,7 +19,16 @@ class Phase:
     changes: dict[str, str]
 
 
+class NothingToPromote(ValueError):
+    """The canary slot is empty: promoting it would bring the retired version back."""
+
+
 def promotion_phases(app: AppSettings) -> list[Phase]:
+    if app.canary.replicas == 0 and app.canary_weight == 0:
+        raise NothingToPromote(
+            f"canaryReplicas = 0 and canaryWeight = 0: {app.canary.label} is a retired version, not a canary; "
+            "set canaryVersion, canaryImage and canaryReplicas for the next release first"
+        )
     replicas = max(app.stable.replicas, app.canary.replicas)
     phases = []
     if app.canary.replicas < replicas:

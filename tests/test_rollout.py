@@ -17,7 +17,7 @@ from rollout.checks import (
 )
 from rollout.cli import build_parser
 from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
-from rollout.promotion import promotion_phases
+from rollout.promotion import NothingToPromote, promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
 from rollout.stack import restorations
 from settings import AppSettings, load_settings
@@ -225,3 +225,9 @@ def test_a_failed_update_puts_back_only_what_it_changed_and_nobody_changed_since
     assert restorations("canary", before, changes, now) == {"canaryWeight": "10", "canaryReplicas": None}
     aborted_meanwhile = {**now, "canary:canaryWeight": "0"}
     assert restorations("canary", before, changes, aborted_meanwhile) == {"canaryReplicas": None}
+
+
+def test_promoting_an_empty_canary_slot_is_refused() -> None:
+    retired = app_settings({"canaryReplicas": "0", "canaryWeight": "0"})
+    with pytest.raises(NothingToPromote, match=r"canaryReplicas = 0 and canaryWeight = 0: v2 is a retired version"):
+        promotion_phases(retired)

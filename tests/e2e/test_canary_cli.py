@@ -89,6 +89,8 @@ def test_a_healthy_canary_walks_its_steps_and_is_promoted(
     )
     assert split(cluster) == {"v2": 100, "v1": 0}
     assert cluster.get("deployment", "nginx-v1", "-n", "default")["spec"]["replicas"] == 0
+    code, _, refusal = canary("promote")
+    assert code == 2 and "v1 is a retired version, not a canary" in refusal, "promoting twice would bring v1 back"
     history = json.loads(stack("stack", "history", "--json").stdout)
     messages = [update.get("message", "") for update in history]
     assert any(f"canary {report['run']}: step 2/3: canaryWeight=50" in message for message in messages), messages
