@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from rollout.checks import (
@@ -20,6 +22,7 @@ from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
 from rollout.promotion import NothingToPromote, promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
 from rollout.stack import restorations
+from rollout.view import ProgressView
 from settings import AppSettings, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig
 
@@ -231,3 +234,24 @@ def test_promoting_an_empty_canary_slot_is_refused() -> None:
     retired = app_settings({"canaryReplicas": "0", "canaryWeight": "0"})
     with pytest.raises(NothingToPromote, match=r"canaryReplicas = 0 and canaryWeight = 0: v2 is a retired version"):
         promotion_phases(retired)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_live_view_redraws_one_line_on_a_terminal_and_prints_lines_elsewhere() -> None:
+    results = [CheckResult(SUCCESS, 99.5), CheckResult(LATENCY, None, "no data")]
+    checks = "request-success-rate 99.50% (>= 99%) ok | request-duration: no answer (no data)"
+    expected = [f"  step 2 weight 25: 40s left | {checks}", f"  step 2 weight 25: 30s left | {checks}"]
+    verdict = f"  step 2 weight 25: {checks} -> hold\n"
+    for stream in (Terminal(), io.StringIO()):
+        view = ProgressView(stream)
+        view.tick(1, 25, results, 40.0)
+        view.tick(1, 25, results, 30.0)
+        view.analysed(1, 25, results, Verdict.HOLD)
+        if stream.isatty():
+            assert stream.getvalue() == "".join(f"\r\033[K{line}" for line in expected) + "\r\033[K" + verdict
+        else:
+            assert stream.getvalue() == "".join(f"{line}\n" for line in expected) + verdict
