@@ -39,6 +39,9 @@ class Progress:
     consecutive_errors: int = 0
 
 
+MAX_STEPS = 20  # what a run record on a stack tag (256 characters) has room for
+
+
 class StepsError(ValueError):
     """Steps that cannot make a rollout."""
 
@@ -50,8 +53,11 @@ def parse_steps(text: str) -> tuple[int, ...]:
     except ValueError:
         steps = ()
     increasing = all(a < b for a, b in pairwise(steps))
-    if not steps or not increasing or steps[0] < 1 or steps[-1] > 100:
-        raise StepsError(f"--steps {text!r}: must be comma-separated weights from 1 to 100, increasing (10,25,50,100)")
+    if not steps or not increasing or steps[0] < 1 or steps[-1] > 100 or len(steps) > MAX_STEPS:
+        raise StepsError(
+            f"--steps {text!r}: must be comma-separated weights from 1 to 100, increasing, "
+            f"at most {MAX_STEPS} of them (10,25,50,100)"
+        )
     return steps
 
 

@@ -19,6 +19,10 @@ TAG = "canary:run"
 TAG_VALUE_LIMIT = 256
 
 
+def this_host() -> str:
+    return socket.gethostname()[:32]  # bounded, so a record of gate.MAX_STEPS steps fits a tag
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -38,7 +42,7 @@ class RunRecord:
     @classmethod
     def begin(cls, steps: tuple[int, ...]) -> RunRecord:
         stamp = now()
-        return cls(uuid.uuid4().hex[:8], socket.gethostname(), os.getpid(), stamp, stamp, steps, 0, 0, 0)
+        return cls(uuid.uuid4().hex[:8], this_host(), os.getpid(), stamp, stamp, steps, 0, 0, 0)
 
     @property
     def progress(self) -> Progress:
@@ -51,11 +55,11 @@ class RunRecord:
 
     def taken_over(self) -> RunRecord:
         """The same run, continued by this process."""
-        return replace(self, host=socket.gethostname(), pid=os.getpid(), updated=now())
+        return replace(self, host=this_host(), pid=os.getpid(), updated=now())
 
     def is_alive_here(self) -> bool:
         """True when the process that owns the run still runs on this machine."""
-        if self.host != socket.gethostname() or self.pid == os.getpid():
+        if self.host != this_host() or self.pid == os.getpid():
             return False
         try:
             os.kill(self.pid, 0)

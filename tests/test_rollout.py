@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 
@@ -94,9 +95,11 @@ def test_an_answer_resets_the_errors_in_a_row() -> None:
     assert judge(GATE, Progress(consecutive_errors=2), unanswered())[0] is Verdict.ROLLBACK
 
 
-@pytest.mark.parametrize("text", ["", "10,5", "0,50", "10,101", "10,,20", "ten", "10,10"])
+@pytest.mark.parametrize(
+    "text", ["", "10,5", "0,50", "10,101", "10,,20", "ten", "10,10", ",".join(map(str, range(1, 22)))]
+)
 def test_bad_steps_are_refused_with_the_rule(text: str) -> None:
-    with pytest.raises(StepsError, match=r"--steps .*from 1 to 100, increasing"):
+    with pytest.raises(StepsError, match=r"--steps .*from 1 to 100, increasing, at most 20 of them"):
         parse_steps(text)
 
 
@@ -175,8 +178,11 @@ def test_promotion_turns_the_header_route_off() -> None:
 
 
 def test_the_run_record_fits_a_stack_tag_and_round_trips() -> None:
-    record = RunRecord.begin(tuple(range(1, 101, 5)))
-    assert len(record.encode()) <= TAG_VALUE_LIMIT
+    longest = parse_steps(",".join(str(weight) for weight in range(5, 101, 5)))
+    assert len(longest) == 20
+    record = RunRecord.begin(longest)
+    worst = replace(record, host="x" * 32, pid=4194304, step=19, failed=9)  # the longest host a record keeps
+    assert len(worst.encode()) <= TAG_VALUE_LIMIT
     assert RunRecord.decode(record.encode()) == record
     moved = record.moved_to(Progress(step=3, failed_checks=1, consecutive_errors=2))
     assert (moved.step, moved.failed, moved.errors) == (3, 1, 2)
