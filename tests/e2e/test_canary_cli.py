@@ -56,6 +56,13 @@ def weights(report: dict[str, Any]) -> list[str]:
     return [update["changes"]["canaryWeight"] for update in report["updates"] if "canaryWeight" in update["changes"]]
 
 
+def healthy(mesh_traffic: MeshTraffic, prometheus: PrometheusServer, version: str) -> None:
+    """The version serves without errors, and the analysis window no longer holds earlier errors."""
+    mesh_traffic.set(version, error_ratio=0, latency_ms=50)
+    errors = f'istio_requests_total{{destination_workload="nginx-{version}",response_code="500"}}'
+    prometheus.wait_for_series(f"(sum(rate({errors}[{WINDOW}])) == 0) or absent({errors})", 20)
+
+
 def new_canary(stack: Stack, version: str) -> None:
     for key, value in {"canaryVersion": version, "canaryImage": f"quay.io/shardul/nginx:{version}"}.items():
         stack.set_config(key, value)
@@ -74,9 +81,9 @@ def test_status_shows_the_split_the_versions_and_their_live_metrics(canary: Cana
 
 
 def test_a_healthy_canary_walks_its_steps_and_is_promoted(
-    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic
+    canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic, prometheus: PrometheusServer
 ) -> None:
-    mesh_traffic.set("v2", error_ratio=0, latency_ms=50)
+    healthy(mesh_traffic, prometheus, "v2")
     code, report, _ = canary("run", "--steps", "10,50,100", *FAST)
     assert (code, report["outcome"]) == (0, "promoted"), report
     assert weights(report) == ["10", "50", "100", "0"]
@@ -130,10 +137,7 @@ def test_prometheus_down_never_advances_and_rolls_back(
 def test_a_killed_run_refuses_a_second_and_resumes_where_it_stopped(
     canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic, prometheus: PrometheusServer
 ) -> None:
-    mesh_traffic.set("v3", error_ratio=0, latency_ms=50)
-    prometheus.wait_for_series(
-        f'sum(rate(istio_requests_total{{destination_workload="nginx-v3",response_code="500"}}[{WINDOW}])) == 0', 20
-    )
+    healthy(mesh_traffic, prometheus, "v3")
     argv = canary.argv("run", "--steps", "10,50,100", "--interval", "60s", "--poll", "1s", "--window", WINDOW)
     first = subprocess.Popen(argv, env=canary.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert first.stdout is not None
