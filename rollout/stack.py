@@ -68,14 +68,16 @@ class PulumiStack:
 
     def settings(self, changes: Mapping[str, str] | None = None) -> Settings:
         """The validated settings, with `changes` applied; raises SettingsError naming every bad value."""
-        values = self._config()
-        values.update({f"{self.project}:{key}": value for key, value in (changes or {}).items()})
+        return self._validated(self._config(), changes or {})
+
+    def _validated(self, config: Mapping[str, str], changes: Mapping[str, str]) -> Settings:
+        values = {**config, **{f"{self.project}:{key}": value for key, value in changes.items()}}
         return load_settings(StackConfig(self.project, values))
 
     def apply(self, changes: Mapping[str, str], message: str) -> float:
         """Validate, set the config and run `pulumi up`; the seconds it took. On failure the config is restored."""
-        self.settings(changes)
         before = self._config()
+        self._validated(before, changes)
         start = time.monotonic()
         self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in changes.items()})
         try:
