@@ -57,6 +57,10 @@ class RunRecord:
         """The same run, continued by this process."""
         return replace(self, host=this_host(), pid=os.getpid(), updated=now())
 
+    def owns(self, stored: RunRecord | None) -> bool:
+        """True when the record on the stack is still this process's record of this run."""
+        return stored is not None and (stored.id, stored.pid) == (self.id, self.pid)
+
     def is_alive_here(self) -> bool:
         """True when the process that owns the run still runs on this machine."""
         if self.host != this_host() or self.pid == os.getpid():

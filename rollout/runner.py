@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from rollout.checks import Check, CheckResult, Target
 from rollout.gate import Gate, Progress, Verdict, judge
@@ -52,6 +52,10 @@ class RunRefused(Exception):
     """Another run owns the stack, or there is no run to resume."""
 
 
+class RunLost(Exception):
+    """The run's record was removed (abort) or taken over (resume) by another process."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     gate: Gate
@@ -70,7 +74,7 @@ class Report:
     outcome: str = "running"
     weight: int = 0
     analyses: list[dict[str, object]] = field(default_factory=list)
-    updates: list[dict[str, object]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
 
@@ -79,7 +83,7 @@ class Report:
         self.analyses.append({"step": step + 1, "weight": weight, "verdict": verdict.value, "checks": checks})
 
     def as_dict(self) -> dict[str, object]:
-        update_seconds = sum(float(str(update["seconds"])) for update in self.updates)
+        update_seconds = sum(update["seconds"] for update in self.updates)
         return {
             "stack": self.stack,
             "run": self.run_id,
@@ -125,18 +129,19 @@ class Rollout:
             record = RunRecord.begin(steps)
         self.stack.write_record(record)
         stored = self.stack.read_record()
-        if stored is None or stored.id != record.id or stored.pid != record.pid:
+        if not record.owns(stored):
             raise RunRefused(f"another canary run claimed stack {self.stack.name} at the same time: {stored}")
         return record
 
     def run(self, options: RunOptions, record: RunRecord) -> Report:
         """Walk the steps from where the record says; roll back, promote or stop as the analyses decide."""
         self._record = record
-        gate = Gate(record.steps, options.gate.threshold, options.gate.error_limit)
+        gate = replace(options.gate, steps=record.steps)  # a resumed run keeps the steps it started with
         report = Report(self.stack.name, record.id, record.steps, started=self.clock.monotonic())
-        report.weight = self.stack.settings().app.canary_weight
+        settings = self.stack.settings()
+        report.weight = settings.app.canary_weight
         try:
-            verdict = self._walk_steps(gate, options, report)
+            verdict = self._walk_steps(gate, options, report, canary_target(settings, options.window))
             if verdict is Verdict.ROLLBACK:
                 self._update(report, {"canaryWeight": "0"}, f"roll back from weight {report.weight}")
                 report.weight, report.outcome = 0, "rolled-back"
@@ -159,8 +164,7 @@ class Rollout:
             report.finished = self.clock.monotonic()
         return report
 
-    def _walk_steps(self, gate: Gate, options: RunOptions, report: Report) -> Verdict:
-        target = canary_target(self.stack.settings(), options.window)
+    def _walk_steps(self, gate: Gate, options: RunOptions, report: Report, target: Target) -> Verdict:
         progress = self._record.progress
         verdict = Verdict.ADVANCE
         while verdict is Verdict.ADVANCE:
@@ -212,14 +216,10 @@ class Rollout:
     def _save(self, progress: Progress) -> None:
         record = self._record
         stored = self.stack.read_record()
-        if stored is None or stored.id != record.id or stored.pid != record.pid:
+        if not record.owns(stored):
             raise RunLost(
                 f"run {record.id} no longer owns stack {self.stack.name} "
                 f"({'aborted' if stored is None else 'taken over by ' + stored.describe()}); stopping without changes"
             )
         self._record = record.moved_to(progress)
         self.stack.write_record(self._record)
-
-
-class RunLost(Exception):
-    """The run's record was removed (abort) or taken over (resume) by another process."""
