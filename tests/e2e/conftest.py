@@ -25,6 +25,8 @@ from tests.e2e.prometheus_server import PrometheusServer, prometheus_bin_dir
 
 WINDOW = "5s"  # the analysis window: Flagger's 1m, shortened to match a 1s scrape interval
 TOOLCHAIN_DIR = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain"))
+# Two checkouts running the tier at once each need a cluster of their own.
+E2E_CLUSTER = os.environ.get("CANARY_E2E_CLUSTER_NAME", "canary-e2e")
 LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
 
 
@@ -60,8 +62,8 @@ def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kube
     env = {
         **os.environ,
         **toolchain,
-        "CANARY_CLUSTER_NAME": "canary-e2e",
-        "CANARY_KUBECONFIG": str(TOOLCHAIN_DIR / "kubeconfig-e2e"),
+        "CANARY_CLUSTER_NAME": E2E_CLUSTER,
+        "CANARY_KUBECONFIG": str(TOOLCHAIN_DIR / f"kubeconfig-{E2E_CLUSTER}"),
     }
     started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
     kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
