@@ -171,7 +171,7 @@ def test_promotion_after_a_full_shift_is_only_the_swap_and_the_result_is_valid()
 
 
 def test_promotion_turns_the_header_route_off() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "always", "canaryWeight": "100"}
+    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "canaryWeight": "100"}
     swap = promotion_phases(app_settings(header))[-1]
     assert swap.changes["canaryHeaderName"] == ""
     assert app_settings({**header, **swap.changes}).canary_header is None
