@@ -17,16 +17,15 @@ from pulumi import automation as auto
 
 from rollout.checks import Check, CheckSpecError, Prometheus, builtin_checks, parse_check, parse_duration
 from rollout.gate import Gate, StepsError, parse_steps
+from rollout.outcome import Outcome
 from rollout.promotion import NothingToPromote
 from rollout.runner import Report, Rollout, RunOptions, RunRefused, canary_target
-from rollout.stack import ApplyError, PulumiStack
+from rollout.stack import ApplyError, PulumiStack, UpdateInterrupted
 from rollout.view import ProgressView, describe
 from settings import SettingsError
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"  # `kubectl -n istio-system port-forward svc/prometheus 9090`
-EXIT_CODES = {"promoted": 0, "completed": 0, "aborted": 0, "rolled-back": 1, "lost": 1, "update-failed": 1}
-EXIT_REFUSED = 2
-EXIT_INTERRUPTED = 130
+POLICY_PACK = "policy"  # the project's own pack, run by every update unless --no-policy-pack
 T = TypeVar("T")
 
 
@@ -66,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--stack", "-s", help="stack name (default: the selected stack)")
     common.add_argument("--cwd", "-C", type=Path, default=Path.cwd(), help="the project directory (Pulumi.yaml)")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress on stderr")
-    common.add_argument("--policy-pack", action="append", default=[], help="run every update with this policy pack")
+    common.add_argument(
+        "--policy-pack",
+        action="append",
+        default=[],
+        help=f"run every update with this policy pack (default: the project's {POLICY_PACK}/)",
+    )
+    common.add_argument(
+        "--no-policy-pack", action="store_true", help="run updates without any policy pack (not recommended)"
+    )
     common.add_argument("--verbose", "-v", action="store_true", help="show pulumi's output of every update")
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
@@ -99,7 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the run kept on the stack (after a kill)")
     commands.add_parser("promote", parents=[common], help="make the canary the stable version; retire the old one")
     commands.add_parser("abort", parents=[common], help="all traffic to the stable version now; end any run")
+    commands.add_parser("guard", parents=[common], help="fail when a canary run is in progress (for deploy jobs)")
     return parser
+
+
+def _policy_packs(args: argparse.Namespace) -> list[str]:
+    if args.no_policy_pack:
+        return []
+    if args.policy_pack:
+        return [str(pack) for pack in args.policy_pack]
+    own = Path(args.cwd) / POLICY_PACK
+    return [str(own)] if (own / "PulumiPolicy.yaml").is_file() else []
 
 
 def _stack_name(args: argparse.Namespace) -> str:
@@ -154,9 +171,11 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
 
 def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, object], int]:
     output = (lambda text: view.say(text.rstrip())) if args.verbose else None
-    stack = PulumiStack(_stack_name(args), args.cwd, args.policy_pack, on_output=output)
+    stack = PulumiStack(_stack_name(args), args.cwd, _policy_packs(args), on_output=output, notify=view.say)
     if args.command == "status":
         return status(stack, args, view), 0
+    if args.command == "guard":
+        return guard(stack, view)
     rollout = Rollout(stack, Prometheus(getattr(args, "prometheus_url", DEFAULT_PROMETHEUS)), view)
     if args.command == "run":
         record = rollout.claim(args.steps, args.resume)
@@ -172,15 +191,33 @@ def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, o
             if (active := stack.read_record()) is not None:
                 raise RunRefused(f"{active.describe()} is in progress; let it finish or `canary abort` it first")
             rollout.promote(report)
-            report.outcome = "promoted"
-    code = EXIT_INTERRUPTED if report.outcome == "interrupted" else EXIT_CODES[report.outcome]
-    view.say(f"outcome: {report.outcome}, weight {report.weight}")
+            report.outcome = Outcome.PROMOTED
+        served = stack.served()
+        report.deployed = served.describe() if served is not None else None
+    outcome = report.outcome or Outcome.INTERRUPTED
+    view.say(f"outcome: {outcome.word}, weight {report.weight}")
+    if report.deployed:
+        view.say(f"deployed: {report.deployed}")
     if report.updates:
         view.say(
             f"Pulumi.{stack.name}.yaml has the new settings: commit it, or the next `pulumi up` from a checkout "
             "without them (the deploy workflow) puts the old ones back"
         )
-    return report.as_dict(), code
+    return report.as_dict(), outcome.exit_code
+
+
+def guard(stack: PulumiStack, view: ProgressView) -> tuple[dict[str, object], int]:
+    """For a deploy job before `pulumi up`: an update now would undo a run's step, or be undone by it."""
+    record = stack.read_record()
+    if record is None:
+        view.say(f"stack {stack.name}: no canary run in progress")
+        return {"stack": stack.name, "run": None}, 0
+    view.say(
+        f"stack {stack.name} has a canary run in progress: {record.describe()}.\n"
+        "Deploying now would change the split under it. Let it finish, `canary abort` it, "
+        "or deploy with force (the workflow's `force` input)."
+    )
+    return {"stack": stack.name, "run": asdict(record)}, Outcome.REFUSED.exit_code
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -195,13 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         result, code = _dispatch(args, view)
     except (SettingsError, RunRefused, NothingToPromote) as error:
         print(f"canary {args.command}: {error}", file=sys.stderr)
-        return EXIT_REFUSED
+        return Outcome.REFUSED.exit_code
     except ApplyError as error:
         print(f"canary {args.command}: {error}", file=sys.stderr)
-        return EXIT_CODES["update-failed"]
+        return Outcome.UPDATE_FAILED.exit_code
+    except UpdateInterrupted as error:
+        print(f"canary {args.command}: interrupted: {error}", file=sys.stderr)
+        return Outcome.INTERRUPTED.exit_code
     except KeyboardInterrupt:
         print(f"canary {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return Outcome.INTERRUPTED.exit_code
     if args.json:
         print(json.dumps(result, indent=2))
     return code
