@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -15,7 +16,16 @@ from typing import TypeVar
 
 from pulumi import automation as auto
 
-from rollout.checks import Check, CheckSpecError, Prometheus, builtin_checks, parse_check, parse_duration
+from rollout.checks import (
+    Check,
+    CheckSpecError,
+    Prometheus,
+    builtin_checks,
+    parse_bound,
+    parse_check,
+    parse_duration,
+    parse_prometheus_url,
+)
 from rollout.gate import Gate, StepsError, parse_steps
 from rollout.outcome import Outcome
 from rollout.promotion import NothingToPromote
@@ -78,12 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
         "--prometheus-url",
+        type=_option(parse_prometheus_url),
         default=os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS),
         help=f"Prometheus' HTTP API (default: $CANARY_PROMETHEUS_URL or {DEFAULT_PROMETHEUS})",
     )
     analysis.add_argument("--window", type=_option(_window), default="1m", help="range of each query (default 1m)")
-    analysis.add_argument("--success-rate", type=float, default=99.0, help="minimum success rate in %% (default 99)")
-    analysis.add_argument("--max-latency", type=float, default=500.0, help="maximum p99 latency in ms (default 500)")
+    analysis.add_argument(
+        "--success-rate",
+        type=_option(lambda text: parse_bound(text, "--success-rate", 0, 100)),
+        default=99.0,
+        help="minimum success rate in %% (default 99)",
+    )
+    analysis.add_argument(
+        "--max-latency",
+        type=_option(lambda text: parse_bound(text, "--max-latency", 0, math.inf)),
+        default=500.0,
+        help="maximum p99 latency in ms (default 500)",
+    )
     analysis.add_argument(
         "--check",
         action="append",
@@ -126,6 +147,14 @@ def _stack_name(args: argparse.Namespace) -> str:
     if current is None:
         raise RunRefused("no stack selected: pass --stack NAME or run `pulumi stack select NAME`")
     return current.name
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "no_builtin_checks", False) and not args.check:
+        parser.error("--no-builtin-checks needs at least one --check: a run with no checks would judge nothing")
+    return args
 
 
 def _checks(args: argparse.Namespace) -> list[Check]:
@@ -225,7 +254,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     view = ProgressView(sys.stderr if args.json else sys.stdout)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
