@@ -29,7 +29,7 @@ from rollout.checks import (
 from rollout.gate import Gate, StepsError, parse_steps
 from rollout.outcome import Outcome
 from rollout.promotion import NothingToPromote
-from rollout.runner import Report, Rollout, RunOptions, RunRefused, canary_target
+from rollout.runner import ReleaseStack, Report, Rollout, RunOptions, RunRefused, View, canary_target
 from rollout.stack import ApplyError, PulumiStack, UpdateInterrupted
 from rollout.view import ProgressView, describe
 from settings import SettingsError
@@ -235,7 +235,7 @@ def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, o
     return report.as_dict(), outcome.exit_code
 
 
-def guard(stack: PulumiStack, view: ProgressView) -> tuple[dict[str, object], int]:
+def guard(stack: ReleaseStack, view: View) -> tuple[dict[str, object], int]:
     """For a deploy job before `pulumi up`: an update now would undo a run's step, or be undone by it."""
     record = stack.read_record()
     if record is None:

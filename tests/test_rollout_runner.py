@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from rollout.checks import Check, CheckResult, Target, builtin_checks
+from rollout.cli import guard
 from rollout.deployed import Served
 from rollout.gate import Gate, Verdict
 from rollout.outcome import Outcome, RunPhase
@@ -424,3 +425,13 @@ def test_an_abort_elsewhere_during_an_interval_is_never_overwritten() -> None:
     assert report.outcome is Outcome.LOST
     assert stack.weights == ["10"] and stack.deployed["canaryWeight"] == "0"
     assert stack.tags == {}, "no write of the run resurrects its record"
+
+
+def test_guard_fails_a_deploy_while_a_run_is_in_progress() -> None:
+    stack, screen = StackStandIn(), Screen()
+    assert guard(stack, screen)[1] == 0
+    start(stack, Metrics(HEALTHY))
+    result, code = guard(stack, screen)
+    assert code == Outcome.REFUSED.exit_code != 0
+    assert "has a canary run in progress" in screen.lines[-1] and "force" in screen.lines[-1]
+    assert result["run"] is not None
