@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -194,7 +193,7 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
         "deployed_split": deployed,
         "header": list(app.canary_header) if app.canary_header else None,
         "mirror_percent": app.mirror_percent,
-        "run": asdict(record) if record else None,
+        "run": record.as_dict() if record else None,
     }
 
 
@@ -246,7 +245,7 @@ def guard(stack: ReleaseStack, view: View) -> tuple[dict[str, object], int]:
         "Deploying now would change the split under it. Let it finish, `canary abort` it, "
         "or deploy with force (the workflow's `force` input)."
     )
-    return {"stack": stack.name, "run": asdict(record)}, Outcome.REFUSED.exit_code
+    return {"stack": stack.name, "run": record.as_dict()}, Outcome.REFUSED.exit_code
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

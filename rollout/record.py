@@ -90,8 +90,11 @@ class RunRecord:
             f"run {self.id} (pid {self.pid} on {self.host}, started {self.started}, last update {self.updated}) {where}"
         )
 
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "phase": self.phase.value}
+
     def encode(self) -> str:
-        value = json.dumps({**asdict(self), "phase": self.phase.value}, separators=(",", ":"))
+        value = json.dumps(self.as_dict(), separators=(",", ":"))
         if len(value) > TAG_VALUE_LIMIT:
             raise ValueError(f"the run record is {len(value)} characters; a stack tag holds {TAG_VALUE_LIMIT}")
         return value
