@@ -153,6 +153,28 @@ def test_a_signal_during_an_update_cancels_it_cleanly_and_reports_what_is_deploy
     abort_to_stable(canary, cluster)
 
 
+def test_a_kill_during_an_update_leaves_the_engine_to_finish_and_resume_continues(
+    canary: CanaryCommand, cluster: Kubectl
+) -> None:
+    run = Background(canary, "run", "--steps", "10,20", *FAST)
+    run.wait_for("step 1/2: canaryWeight=10 (pulumi up)")
+    run_id = next(line.split()[2] for line in run.lines if line.startswith("canary run "))
+    time.sleep(0.5)
+    run.process.kill()
+    assert run.finish()[0] == -signal.SIGKILL
+    deadline = time.monotonic() + 90
+    while f"canary {run_id}: step 1/2" not in canary.stack("stack", "history", "--json").stdout:
+        assert time.monotonic() < deadline, "the engine, in a session of its own, finishes the update"
+        time.sleep(1)
+    assert split(cluster) == {"v1": 90, "v2": 10}
+    assert_clean(canary.stack)
+    code, report, _ = canary("run", "--resume", "--no-promote", *FAST)
+    assert (code, report["outcome"]) == (0, "completed"), report
+    assert [update["changes"]["canaryWeight"] for update in report["updates"]] == ["10", "20"]
+    assert split(cluster) == {"v1": 80, "v2": 20}
+    abort_to_stable(canary, cluster)
+
+
 def test_an_interrupt_during_an_interval_keeps_the_step(canary: CanaryCommand, cluster: Kubectl) -> None:
     run = Background(canary, "run", "--steps", "10,20", "--interval", "30s", "--poll", "1s", "--window", WINDOW)
     run.wait_for("s left |")
