@@ -136,7 +136,13 @@ def _policy_packs(args: argparse.Namespace) -> list[str]:
     if args.policy_pack:
         return [str(pack) for pack in args.policy_pack]
     own = Path(args.cwd) / POLICY_PACK
-    return [str(own)] if (own / "PulumiPolicy.yaml").is_file() else []
+    if not (own / "PulumiPolicy.yaml").is_file():
+        return []
+    if not (own / "venv").is_dir():  # named by PulumiPolicy.yaml; without it every update would fail
+        raise RunRefused(
+            f"the policy pack {own} has no virtualenv ({own / 'venv'}): run scripts/venv, or pass --no-policy-pack"
+        )
+    return [str(own)]
 
 
 def _stack_name(args: argparse.Namespace) -> str:

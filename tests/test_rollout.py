@@ -27,6 +27,7 @@ from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
 from rollout.outcome import Outcome, RunPhase
 from rollout.promotion import NothingToPromote, back_to_stable, promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
+from rollout.runner import RunRefused
 from rollout.stack import reconciliations
 from rollout.view import ProgressView
 from settings import AppSettings, load_settings
@@ -336,6 +337,9 @@ def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: P
     (tmp_path / "policy").mkdir()
     (tmp_path / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
     parse = build_parser().parse_args
+    with pytest.raises(RunRefused, match=r"has no virtualenv .*policy/venv.*: run scripts/venv, or pass --no-policy"):
+        _policy_packs(parse(["run", "--cwd", str(tmp_path)]))
+    (tmp_path / "policy" / "venv").mkdir()
     assert _policy_packs(parse(["run", "--cwd", str(tmp_path)])) == [str(tmp_path / "policy")]
     assert _policy_packs(parse(["abort", "--cwd", str(tmp_path), "--no-policy-pack"])) == []
     assert _policy_packs(parse(["run", "--cwd", str(tmp_path), "--policy-pack", "/packs/strict"])) == ["/packs/strict"]
