@@ -128,6 +128,7 @@ class Rollout:
         self.clock = clock or SystemClock()
         self._record: RunRecord | None = None
         self._seen = 0  # the stack's last update when this run last saw it serve what it deployed
+        self._canary = ""  # the version the run is judging
 
     def claim(self, steps: tuple[int, ...], resume: bool) -> RunRecord:
         """This process's run record, written to the stack; refuses when another run owns it."""
@@ -163,6 +164,7 @@ class Rollout:
         report = Report(self.stack.name, record.id, record.steps, started=self.clock.monotonic())
         settings = self.stack.settings()
         report.weight = settings.app.canary_weight
+        self._canary = settings.app.canary.label
         self._seen = self._last_version()
         try:
             if record.phase is RunPhase.ROLLING_BACK:
@@ -329,11 +331,12 @@ class Rollout:
         if not self._record.owns(stored):
             raise RunLost(self._lost(stored))
         served = self.stack.served()
-        if served is not None and served.canary_weight != report.weight:
+        if served is not None and (served.canary_weight, served.canary) != (report.weight, self._canary):
             last = self.stack.last_update()
+            by = repr(last.message) if last is not None else "?"
             raise SplitChanged(
-                f"someone else changed what stack {self.stack.name} serves: {served.describe()}, not the weight "
-                f"{report.weight} this run deployed (last update: {last.message if last else '?'!r})"
+                f"someone else changed what stack {self.stack.name} serves: {served.describe()}, not weight "
+                f"{report.weight} for {self._canary} as this run deployed (last update: {by})"
             )
         self._seen = self._last_version()
 

@@ -373,6 +373,20 @@ def test_a_promotion_killed_after_its_last_phase_just_ends_the_run() -> None:
     assert (report.outcome, stack.updates, stack.tags) == (Outcome.PROMOTED, [], {})
 
 
+def test_another_canary_version_deployed_under_the_run_stops_it_holding() -> None:
+    stack = StackStandIn()
+
+    class MergeDuringAnalysis(Metrics):
+        def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
+            if len(stack.history) == 2:  # same weight, another canary
+                stack.deploy({"canaryVersion": "v3", "canaryImage": "quay.io/shardul/nginx:v3"}, "merge of main")
+            return HEALTHY
+
+    rollout, record = start(stack, MergeDuringAnalysis(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert (report.outcome, stack.weights) == (Outcome.HELD, ["10"])
+
+
 def test_someone_else_changing_the_split_during_an_interval_stops_the_run_holding() -> None:
     stack = StackStandIn()
 
