@@ -198,6 +198,24 @@ def _read_node_group(read: _Reader) -> NodeGroup:
     return group
 
 
+def _read_access(read: _Reader) -> dict[str, tuple[str, ...]]:
+    """clusterAdminArns and clusterViewerArns: EKS allows one access entry per principal."""
+    admins = read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    viewers = read.string_list("clusterViewerArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    for key, arns in (("clusterAdminArns", admins), ("clusterViewerArns", viewers)):
+        repeated = sorted({arn for arn in arns if arns.count(arn) > 1})
+        if repeated:
+            read.fail(key, list(arns), f"must list each ARN once (repeated: {', '.join(repeated)})")
+    both = sorted(set(admins) & set(viewers))
+    if both:
+        read.fail(
+            "clusterViewerArns",
+            list(viewers),
+            f"must not repeat an ARN of clusterAdminArns (one access entry per principal): {', '.join(both)}",
+        )
+    return {"admin_arns": admins, "viewer_arns": viewers}
+
+
 def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     mode = read.choice("clusterMode", ("eks", "existing"))
     kubeconfig = read.text("kubeconfig") or None
@@ -220,7 +238,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         ),
         vpc=_read_vpc(read),
         node_group=_read_node_group(read),
-        admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+        **_read_access(read),
         prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
         api_access_cidrs=read.checked(
             "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
@@ -235,7 +253,8 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         istio_version=read.checked(
             "istioVersion",
             _istio_version,
-            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1",
+            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, "
+            f"e.g. {declared_settings()['istioVersion']['default']}",
             "",
         ),
         ingress_service_type=service_type,  # type: ignore[arg-type]  # checked by choice()
