@@ -26,8 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.mesh_traffic import MeshTraffic  # noqa: E402
-from tests.e2e.prometheus_server import PrometheusServer  # noqa: E402
+from rollout.demo import MeshTraffic, PrometheusServer  # noqa: E402
 
 STEPS = "10,25,50,100"
 FLAGGER_INTERVAL = 60.0
