@@ -119,10 +119,14 @@ def test_env_prints_what_a_fresh_shell_needs_named_after_the_checkout(checkout: 
         f'export PULUMI_BACKEND_URL="file://{home}"',
         "export PULUMI_CONFIG_PASSPHRASE=''   # this trial stack's: empty",
         "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true",
-        f'export STACK="local-{checkout.hash}"',
+        f'export CANARY_TRIAL_STACK="local-{checkout.hash}" CANARY_TRIAL_CLUSTER="{cluster}"',
     ]
     shell = subprocess.run(
-        ["bash", "-c", f'eval "$({checkout.root}/scripts/try-local env)"; command -v pulumi; echo "$STACK"'],
+        [
+            "bash",
+            "-c",
+            f'eval "$({checkout.root}/scripts/try-local env)"; command -v pulumi; echo "$CANARY_TRIAL_STACK"',
+        ],
         env={"PATH": os.environ["PATH"], "HOME": str(home)},
         capture_output=True,
         text=True,
@@ -137,8 +141,8 @@ def test_two_checkouts_get_different_names(checkout: Checkout, tmp_path: Path) -
     first, second = checkout("env").stdout, Checkout(other, checkout.bin, checkout.calls)("env").stdout
     assert f"local-{checkout.hash}" in first
     assert f"local-{checkout.hash}" not in second
-    assert [line for line in first.splitlines() if "STACK" in line or "KUBECONFIG" in line] != [
-        line for line in second.splitlines() if "STACK" in line or "KUBECONFIG" in line
+    assert [line for line in first.splitlines() if "TRIAL" in line or "KUBECONFIG" in line] != [
+        line for line in second.splitlines() if "TRIAL" in line or "KUBECONFIG" in line
     ]
 
 
@@ -147,7 +151,7 @@ def test_env_keeps_the_names_and_passphrase_given(checkout: Checkout) -> None:
         "env", STACK="mine", CANARY_CLUSTER_NAME="shared", CANARY_KUBECONFIG="/k/c", PULUMI_CONFIG_PASSPHRASE="s3cret"
     )
     lines = result.stdout.splitlines()
-    assert 'export STACK="mine"' in lines
+    assert 'export CANARY_TRIAL_STACK="mine" CANARY_TRIAL_CLUSTER="shared"' in lines
     assert 'export KUBECONFIG="/k/c"' in lines
     assert "s3cret" not in result.stdout
     assert "# PULUMI_CONFIG_PASSPHRASE: the one this stack was created with (yours; not printed)" in lines
