@@ -11,16 +11,21 @@ run rolls back. Everything it started is stopped when it ends, however it ends.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+
+from pulumi import automation as auto
 
 from rollout import cli
 from rollout.demo.prometheus import PrometheusServer
 from rollout.demo.traffic import MeshTraffic
-from rollout.stack import PulumiStack
-from settings import declared_settings
+from rollout.runner import RunRefused
+from rollout.stack import ApplyError, PulumiStack
+from settings import SettingsError, declared_settings
 
 # Short enough to watch (about a minute healthy), long enough for a 1 s scrape to fill each window.
 STEPS = "10,50,100"
@@ -71,16 +76,14 @@ def run_argv(stack: str, cwd: Path, prometheus_url: str) -> list[str]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rollout.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", required=True, help="the trial stack (scripts/try-local prints its name)")
-    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the project directory (Pulumi.yaml)")
-    parser.add_argument("--failing", action="store_true", help="the canary fails its checks: watch it roll back")
-    args = parser.parse_args(argv)
-    started = time.monotonic()
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so `kill` stops Prometheus and the traffic as Ctrl-C does
 
+
+def demo(args: argparse.Namespace) -> int:
     stack = PulumiStack(args.stack, args.cwd)
     print(f"[demo] stack {args.stack}: back to the start of the release (v1 stable, v2 canary at weight 0)")
+    stack.clear_record()  # a demo killed midway leaves its run on the stack; this one starts over
     stack.apply(start_of_release(), "canary demo: start of the release")
     app = stack.settings().app
     with MeshTraffic(app=app.name, namespace=app.namespace) as mesh:
@@ -93,8 +96,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[demo] the canary {app.canary.label} {health}")
             run = run_argv(args.stack, args.cwd, prometheus.url)
             print(f"[demo] canary {' '.join(run)}")
-            code = cli.main(run)
-    print(f"[demo] done in {time.monotonic() - started:.0f} s; Prometheus and the traffic are stopped")
+            return cli.main(run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rollout.demo", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="the trial stack (scripts/try-local prints its name)")
+    parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the project directory (Pulumi.yaml)")
+    parser.add_argument("--failing", action="store_true", help="the canary fails its checks: watch it roll back")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = demo(args)
+    except (SettingsError, RunRefused) as error:
+        print(f"canary demo: {error}", file=sys.stderr)
+        code = cli.EXIT_REFUSED
+    except ApplyError as error:
+        print(f"canary demo: {error}", file=sys.stderr)
+        code = cli.EXIT_CODES["update-failed"]
+    except (OSError, TimeoutError, RuntimeError, auto.errors.CommandError) as error:
+        print(
+            f"canary demo: {cli.explain(error, args) if not isinstance(error, RuntimeError) else error}",
+            file=sys.stderr,
+        )
+        code = cli.EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("canary demo: interrupted", file=sys.stderr)
+        code = cli.EXIT_INTERRUPTED
+    print(f"[demo] done in {time.monotonic() - started:.0f} s; its Prometheus and traffic are stopped")
     return code
 
 
