@@ -15,7 +15,7 @@ import pytest
 from rollout import cli
 from tests.harness import PROJECT_DIR
 
-# What pulumi 3.x prints on stderr (exit 255) in each situation.
+# What pulumi 3.274 prints on stderr in each situation (seen with the toolchain's CLI on a file backend).
 PULUMI_SAYS = {
     "unknown stack": "error: no stack named 'nope' found\n",
     "locked stack": (
@@ -25,8 +25,8 @@ PULUMI_SAYS = {
         "created by u@host (pid 42) at 2026-11-29T02:00:00Z\n"
     ),
     "missing passphrase": (
-        'error: constructing secrets manager of type "passphrase": passphrase must be set with '
-        "PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE environment variables\n"
+        "error: passphrase must be set with PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE "
+        "environment variables\n"
     ),
     "anything else": "warning: a warning first\nerror: failed to load checkpoint: unexpected end of JSON input\n",
 }
