@@ -70,12 +70,14 @@ def checkout(tmp_path: Path) -> Checkout:
     executable(root / "scripts/toolchain", f'#!/bin/sh\necho "toolchain $*" >> "{calls}"\necho "{bin_dir}"\n')
     executable(root / "scripts/local-cluster", f'#!/bin/sh\necho "local-cluster $*" >> "{calls}"\necho /k\n')
     (bin_dir / "stacks.json").write_text("[]")
+    (bin_dir / "users.json").write_text("[]")
     executable(
         bin_dir / "pulumi",
         "#!/bin/sh\n"
         f'echo "pulumi $*" >> "{calls}"\n'
         'case "$*" in\n'
         f'  "stack ls --json"*) cat "{bin_dir}/stacks.json" ;;\n'
+        f'  "stack ls --all --json --tag canary:cluster="*) cat "{bin_dir}/users.json" ;;\n'
         f'  "stack tag get canary:checkout"*) cat "{bin_dir}/owner.txt" ;;\n'
         "esac\n",
     )
@@ -180,3 +182,25 @@ def test_a_stack_of_the_same_name_made_by_hand_is_left_alone(checkout: Checkout)
     assert result.returncode == 1
     assert "stack mine was last brought up from another place (no canary:checkout tag)" in result.stderr
     assert not [call for call in checkout.logged if "destroy" in call or "local-cluster" in call]
+
+
+def test_down_destroys_and_removes_its_stack_then_stops_its_cluster(checkout: Checkout) -> None:
+    stack = f"local-{checkout.hash}"
+    checkout.has_stack(stack, str(checkout.root))
+    assert checkout("down").returncode == 0
+    changes = [
+        call for call in checkout.logged if not call.startswith(("toolchain", "pulumi stack ls", "pulumi stack tag"))
+    ]
+    assert changes == [
+        f"pulumi destroy --stack {stack} --yes --non-interactive",
+        f"pulumi stack rm {stack} --yes --non-interactive",
+        "local-cluster stop",
+    ]
+
+
+def test_down_keeps_a_cluster_another_stack_names(checkout: Checkout) -> None:
+    (checkout.bin / "users.json").write_text(json.dumps([{"name": "other"}]))
+    result = checkout("down")
+    assert result.returncode == 0
+    assert f"[try-local] cluster canary-{checkout.hash} kept: stack(s) other use it" in result.stderr
+    assert "local-cluster stop" not in checkout.logged
