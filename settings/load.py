@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,9 +74,20 @@ class _Reader:
     def __init__(self, source: ConfigSource) -> None:
         self._source = source
         self.problems: list[str] = []
+        self.keys_read: list[str] = []
+
+    def differs_from_default(self, key: str) -> bool:
+        value, default = self._source.get(key), declared_settings()[key]["default"]
+        if value is None or isinstance(default, str):
+            return value is not None and value.strip() != default
+        try:
+            return bool(json.loads(value) != default)  # numbers, booleans, lists
+        except ValueError:
+            return True
 
     def _raw(self, key: str) -> str:
         declaration = declared_settings()[key]  # KeyError: every setting must be declared.
+        self.keys_read.append(key)
         value = self._source.get(key)
         if value is None:
             default = declaration["default"]
@@ -221,7 +233,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     kubeconfig = read.text("kubeconfig") or None
     context = read.text("kubeContext") or None
     if mode == "existing":
-        return ExistingCluster(kubeconfig, context)
+        return ExistingCluster(kubeconfig, context, _eks_only_settings_set(read))
     for key, value in (("kubeconfig", kubeconfig), ("kubeContext", context)):
         if value is not None:
             read.fail(key, value, "is only used with clusterMode existing; set clusterMode to existing or unset it")
@@ -244,6 +256,24 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
             "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
         ),
     )
+
+
+@dataclass(frozen=True)
+class _AsEks:
+    """The stack's config as an EKS stack would read it: which settings only that mode reads."""
+
+    source: ConfigSource
+
+    def get(self, key: str) -> str | None:
+        return "eks" if key == "clusterMode" else self.source.get(key)
+
+
+def _eks_only_settings_set(read: _Reader) -> tuple[str, ...]:
+    """The settings only an EKS stack reads that this stack sets: found by reading it as one (no list to keep)."""
+    as_eks = _Reader(_AsEks(read._source))
+    _read_cluster(as_eks)
+    shared = {"clusterMode", "kubeconfig", "kubeContext"}
+    return tuple(key for key in dict.fromkeys(as_eks.keys_read) if key not in shared and read.differs_from_default(key))
 
 
 def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings:
