@@ -39,6 +39,14 @@ def istio_charts(version: str) -> dict[str, Chart]:
     }
 
 
+# The Gateway API release Istio 1.31 is built against (sigs.k8s.io/gateway-api in the go.mod of
+# istio.io/istio on its 1.31 line). Its CRDs are not in Istio's charts: the stack installs the
+# release's standard channel for trafficApi gateway-api (scripts/toolchain reads this pin too).
+GATEWAY_API_VERSION = "v1.6.0"
+GATEWAY_API_CRDS = (
+    f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml"
+)
+
 PROMETHEUS = Chart("prometheus", "prometheus", "https://prometheus-community.github.io/helm-charts", "28.13.0")
 GRAFANA = Chart("grafana", "grafana", "https://grafana.github.io/helm-charts", "9.2.2")
 KIALI = Chart("kiali", "kiali-server", "https://kiali.org/helm-charts", "2.27.0")
