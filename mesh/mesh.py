@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mesh import canary_dashboard, charts
+from mesh import canary_dashboard, charts, gateway
 from settings import MeshSettings
 
 PREEXISTING_NAMESPACES = {"default"}
@@ -40,7 +40,9 @@ class Mesh(pulumi.ComponentResource):
     """`canary:mesh:Mesh`: Istio, its ingress gateway and dashboards, and an injected app namespace."""
 
     istio_crds: list[pulumi.Resource]
-    """What Istio objects (Gateway, DestinationRule, VirtualService) must wait for."""
+    """What Istio and Gateway API objects (Gateway, routes, DestinationRule) must wait for."""
+    ingress_gateway: gateway.IngressGateway
+    """The ingress Gateway object the app's routes attach to, by API and name."""
     sidecar_injector: list[pulumi.Resource]
     """What app pods must wait for, so that every pod gets its sidecar."""
     app_namespace: pulumi.Output[str]
@@ -59,6 +61,7 @@ class Mesh(pulumi.ComponentResource):
 
         if settings.install_istio:
             self._install_istio(name, settings, args.on_eks)
+        self.ingress_gateway = self._declare_ingress_gateway(settings)
         self.dashboards = self._install_addons(settings)
 
         self.app_namespace = self._label_app_namespace(name, settings)
@@ -81,6 +84,23 @@ class Mesh(pulumi.ComponentResource):
             namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=opts)
         # The name once the namespace carries its labels, so the app waits for it.
         return namespace.metadata.apply(lambda _: namespace_name)
+
+    def _declare_ingress_gateway(self, settings: MeshSettings) -> gateway.IngressGateway:
+        ref = gateway.ingress_gateway(settings.traffic_api)
+        manifest = gateway.gateway_manifest(settings.traffic_api, settings.app_namespace)
+        # The seed's Istio Gateway was declared by the workloads layer: the alias keeps it in place.
+        moved_from_workloads = pulumi.Alias(parent=pulumi.create_urn("app", "canary:workloads:CanaryApp"))
+        k8s.apiextensions.CustomResource(
+            ref.name,
+            api_version=ref.api_version,
+            kind="Gateway",
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions.merge(
+                self._after(*self.istio_crds), pulumi.ResourceOptions(aliases=[moved_from_workloads])
+            ),
+        )
+        return ref
 
     def _after(self, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
         """Options for a child that waits for the nodes and for `resources`."""
@@ -108,6 +128,12 @@ class Mesh(pulumi.ComponentResource):
             f"{name}-istio-system", metadata=k8s.meta.v1.ObjectMetaArgs(name=charts.ISTIO_NAMESPACE), opts=self._after()
         )
         base = self._release(istio["base"], charts.base_values(), self._after(namespace))
+        self.istio_crds = [base]
+        if settings.traffic_api == "gateway-api":
+            # Istio's charts do not carry the Gateway API's CRDs: its release's standard channel does.
+            self.istio_crds.append(
+                k8s.yaml.v2.ConfigFile(f"{name}-gateway-api-crds", file=charts.GATEWAY_API_CRDS, opts=self._after())
+            )
         cni = self._release(istio["cni"], charts.cni_values(), self._after(base))
         istiod = self._release(istio["istiod"], charts.istiod_values(on_eks), self._after(cni))
         # A gateway installed before istiod runs gets no proxy image (istio#35789).
@@ -119,7 +145,6 @@ class Mesh(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             charts.INGRESS_GATEWAY, metadata=manifest["metadata"], spec=manifest["spec"], opts=self._after(gateway)
         )
-        self.istio_crds = [base]
         self.sidecar_injector = [istiod]
         if settings.ingress_service_type == "LoadBalancer":
             self.ingress_host = service.status.apply(_load_balancer_address)

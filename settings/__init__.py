@@ -15,6 +15,7 @@ from settings.model import (
     NodeGroup,
     Settings,
     SettingsError,
+    TrafficApi,
     Vpc,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "NodeGroup",
     "Settings",
     "SettingsError",
+    "TrafficApi",
     "Vpc",
     "declared_settings",
     "load_settings",

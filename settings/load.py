@@ -243,6 +243,7 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         ),
         app_namespace=app_namespace,
         app_name=app_name,
+        traffic_api=read.choice("trafficApi", ("istio", "gateway-api")),  # type: ignore[arg-type]  # checked by choice()
     )
     for dashboard in ("grafana", "kiali"):
         if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:

@@ -10,6 +10,7 @@ import pulumi
 WORLD = "0.0.0.0/0"
 ClusterMode = Literal["eks", "existing"]
 IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
+TrafficApi = Literal["istio", "gateway-api"]
 
 
 class SettingsError(pulumi.RunError):
@@ -80,6 +81,8 @@ class MeshSettings:
     addons: Addons
     app_namespace: str
     app_name: str
+    traffic_api: TrafficApi = "istio"
+    """Which API carries the ingress gateway and the split: Istio's or the Kubernetes Gateway API."""
 
 
 @dataclass(frozen=True)
