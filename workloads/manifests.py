@@ -150,6 +150,7 @@ def _backend(app: AppSettings, version: AppVersion, weight: int | None = None) -
 
 def http_route(app: AppSettings, gateway: IngressGateway) -> Manifest:
     """The split as the Gateway API has it: weighted backendRefs to the per-version Services."""
+    annotations = {**_role_annotations(app), "canary/stable-backend": workload_name(app, app.stable)}
     weights = traffic_split(app)
     split: Manifest = {"backendRefs": [_backend(app, v, weights[v.label]) for v in (app.stable, app.canary)]}
     if app.mirror_percent:
@@ -165,6 +166,6 @@ def http_route(app: AppSettings, gateway: IngressGateway) -> Manifest:
     # the mesh split too, as the VirtualService's `mesh` gateway does.
     service = {"group": "", "kind": "Service", "name": app.name}
     return {
-        "metadata": {"name": f"{app.name}-route", "namespace": app.namespace, "annotations": _role_annotations(app)},
+        "metadata": {"name": f"{app.name}-route", "namespace": app.namespace, "annotations": annotations},
         "spec": {"parentRefs": [gateway.parent_ref, service], "rules": rules},
     }
