@@ -89,3 +89,27 @@ def kubernetes_gateway(app_namespace: str) -> Manifest:
 
 def gateway_manifest(traffic_api: TrafficApi, app_namespace: str) -> Manifest:
     return kubernetes_gateway(app_namespace) if traffic_api == "gateway-api" else istio_gateway()
+
+
+WAYPOINT_NAME = "waypoint"
+WAYPOINT_CLASS = "istio-waypoint"  # created by istiod when ambient waypoints are enabled
+HBONE_PORT = 15008
+
+
+def waypoint(app_namespace: str) -> Manifest:
+    """The app namespace's waypoint proxy (ambient mode), as `istioctl waypoint generate` writes it.
+
+    It serves the namespace's Services (istio.io/waypoint-for: service), so the HTTPRoute
+    attached to the app's Service is applied here, and reports the app's L7 metrics.
+    """
+    return {
+        "metadata": {
+            "name": WAYPOINT_NAME,
+            "namespace": app_namespace,
+            "labels": {"istio.io/waypoint-for": "service"},
+        },
+        "spec": {
+            "gatewayClassName": WAYPOINT_CLASS,
+            "listeners": [{"name": "mesh", "port": HBONE_PORT, "protocol": "HBONE"}],
+        },
+    }

@@ -201,7 +201,7 @@ def validate_probes_and_resources(args: ResourceValidationArgs, report_violation
 
 
 def validate_sidecar_injection(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """The namespaces of the app's versions (pods labelled `version`) have sidecar injection enabled."""
+    """The namespaces of the app's versions (pods labelled `version`) have sidecar injection or ambient mode on."""
     labels_by_namespace = {
         _name(r.props): _get(r.props, "metadata", "labels") or {}
         for r in args.resources
@@ -221,12 +221,19 @@ def validate_sidecar_injection(args: StackValidationArgs, report_violation: Repo
                 "Declare it (or a NamespacePatch) with the label istio-injection=enabled.",
                 resource.urn,
             )
-        elif labels.get("istio-injection") != "enabled" and not labels.get("istio.io/rev"):
+        elif not _in_mesh(labels):
             report_violation(
                 f"Namespace {namespace!r} of {_name(resource.props)} has no sidecar injection. "
-                "Label it istio-injection=enabled so its pods join the mesh and the split applies.",
+                "Label it istio-injection=enabled (or istio.io/dataplane-mode=ambient) so its pods join the mesh "
+                "and the split applies.",
                 resource.urn,
             )
+
+
+def _in_mesh(labels: Mapping[str, Any]) -> bool:
+    """Sidecar injection, or ambient mode (ztunnel, no sidecars)."""
+    injected = labels.get("istio-injection") == "enabled" or bool(labels.get("istio.io/rev"))
+    return injected or labels.get("istio.io/dataplane-mode") == "ambient"
 
 
 # --- exposure --------------------------------------------------------------------------
