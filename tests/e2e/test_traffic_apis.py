@@ -1,8 +1,9 @@
-"""trafficApi gateway-api on the real API server, with Istio's and the Gateway API's real CRDs.
+"""trafficApi gateway-api and dataplaneMode ambient on the real API server, with real CRDs.
 
-One stack, in order: `pulumi up` (the CRDs' schemas accept every object we declare), a
-weight change that is exactly one update and is read back from the API server, the
-header route and mirroring, then a `canary run` against the real Prometheus, promoted.
+One stack, in order: `pulumi up` with the Gateway API (the CRDs' schemas accept every
+object we declare), a weight change that is exactly one update and is read back from the
+API server, the header route and mirroring, a `canary run` against the real Prometheus,
+promoted; then the same stack switched to ambient mode, and a weight change there.
 """
 
 from __future__ import annotations
@@ -88,3 +89,26 @@ def test_4_a_canary_run_walks_the_route_to_promotion(
     assert weights(report) == ["10", "50", "100", "0"]
     assert route_weights(cluster) == {"nginx-v2": 100, "nginx-v1": 0}
     assert route(cluster)["metadata"]["annotations"]["canary/stable-backend"] == "nginx-v2"
+
+
+def test_5_ambient_mode_labels_the_namespace_and_declares_its_waypoint(gateway_api: Stack, cluster: Kubectl) -> None:
+    gateway_api.set_config("dataplaneMode", "ambient")
+    gateway_api.set_config("canaryReplicas", "1")  # v1, retired by the promotion, comes back as the canary
+    gateway_api("up", "--yes", "--skip-preview")
+    labels = cluster.get("namespace", "default")["metadata"]["labels"]
+    assert labels["istio.io/dataplane-mode"] == "ambient" and labels["istio.io/use-waypoint"] == "waypoint"
+    assert "istio-injection" not in labels
+    waypoint = cluster.get("-n", "default", "gateways.gateway.networking.k8s.io", "waypoint")
+    assert waypoint["spec"]["gatewayClassName"] == "istio-waypoint"
+    assert waypoint["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    peer = cluster.get("-n", "default", "peerauthentications.security.istio.io", "default")
+    assert peer["spec"]["mtls"]["mode"] == "STRICT"
+
+
+def test_6_in_ambient_mode_a_weight_change_is_one_update_of_the_route(gateway_api: Stack, cluster: Kubectl) -> None:
+    gateway_api.set_config("canaryWeight", "20")
+    ops = steps_by_op(gateway_api.preview())
+    assert ops.get("update") == ["nginx-route"]
+    assert not {"create", "delete", "replace", "create-replacement"} & set(ops)
+    gateway_api("up", "--yes", "--skip-preview")
+    assert route_weights(cluster) == {"nginx-v2": 80, "nginx-v1": 20}
