@@ -16,7 +16,7 @@ from mesh.canary_dashboard import queries
 from rollout.checks import builtin_checks
 from rollout.runner import canary_target
 from settings import SettingsError, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, PROJECT_DIR, DictConfig, ProgramRun, run_program
 from tests.test_policy import pack_violations
 
 AMBIENT = {"trafficApi": "gateway-api", "dataplaneMode": "ambient"}
@@ -165,3 +165,18 @@ def test_ambient_pays_off_once_the_sidecars_saved_outweigh_ztunnel() -> None:
     many = {"stableReplicas": "12", "canaryReplicas": "8", "nodeDesiredCount": "4", "nodeMaxCount": "4"}
     sidecar, ambient = plan({**COMBINATIONS["sidecar+gateway-api"], **many}), plan({**AMBIENT, **many})
     assert ambient.needed.cpu_m < sidecar.needed.cpu_m
+
+
+@pytest.mark.parametrize(("stable", "canary"), [("1", "1"), ("6", "6"), ("10", "10")])
+def test_the_docs_show_the_preflights_numbers(stable: str, canary: str) -> None:
+    """docs/istio.md's table of what ambient saves is the preflight's output, not hand-kept numbers."""
+    doc = (PROJECT_DIR / "docs" / "istio.md").read_text()
+    (row,) = [line for line in doc.splitlines() if line.startswith(f"| {stable} + {canary} ")]
+    replicas = {"stableReplicas": stable, "canaryReplicas": canary}
+    for mode in ("sidecar", "ambient"):
+        result = plan({"trafficApi": "gateway-api", "dataplaneMode": mode, **replicas})
+        assert f"{result.needed.cpu_m}m / {result.needed.memory_mib} MiB" in row, (mode, row)
+        if result.fits:
+            assert f"{round(result.headroom['cpu'] * 100)} %" in row, (mode, row)
+        else:
+            assert "does not fit" in row
