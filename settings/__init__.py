@@ -8,6 +8,7 @@ from settings.model import (
     AppVersion,
     ClusterMode,
     ConfigSource,
+    DataplaneMode,
     EksCluster,
     ExistingCluster,
     IngressServiceType,
@@ -15,6 +16,7 @@ from settings.model import (
     NodeGroup,
     Settings,
     SettingsError,
+    TrafficApi,
     Vpc,
 )
 
@@ -25,6 +27,7 @@ __all__ = [
     "AppVersion",
     "ClusterMode",
     "ConfigSource",
+    "DataplaneMode",
     "EksCluster",
     "ExistingCluster",
     "IngressServiceType",
@@ -32,6 +35,7 @@ __all__ = [
     "NodeGroup",
     "Settings",
     "SettingsError",
+    "TrafficApi",
     "Vpc",
     "declared_settings",
     "load_settings",

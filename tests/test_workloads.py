@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mesh.gateway import ingress_gateway
 from settings import load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 from workloads import manifests
@@ -67,7 +68,7 @@ def test_virtual_service_splits_90_10_at_the_gateway_and_in_the_mesh(eks_run: Pr
 @pytest.mark.parametrize("weight", range(0, 101))
 def test_every_weight_sums_to_100_and_the_canary_gets_it(weight: int) -> None:
     app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
-    weights = route_weights(manifests.virtual_service(app))
+    weights = route_weights(manifests.virtual_service(app, ingress_gateway("istio")))
     assert sum(weights.values()) == 100
     assert weights == {"v1": 100 - weight, "v2": weight}
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mesh.gateway import GATEWAY_API, ISTIO_NETWORKING, IngressGateway
 from settings import AppSettings
 from workloads import manifests
 
-ISTIO_NETWORKING = "networking.istio.io/v1"
 ISTIO_SECURITY = "security.istio.io/v1"
 
 
@@ -20,6 +20,8 @@ class CanaryAppArgs:
     settings: AppSettings
     namespace: pulumi.Input[str]
     """The app namespace as the mesh created or labelled it, so the app follows it."""
+    ingress_gateway: IngressGateway
+    """The mesh's ingress Gateway: the routes attach to it, and are of its API."""
     sidecar_injector: Sequence[pulumi.Resource] = field(default_factory=list)
     istio_crds: Sequence[pulumi.Resource] = field(default_factory=list)
     spread_over_zones: bool = False
@@ -27,7 +29,7 @@ class CanaryAppArgs:
 
 
 class CanaryApp(pulumi.ComponentResource):
-    """`canary:workloads:CanaryApp`: stable and canary Deployments, their Service and routing."""
+    """`canary:workloads:CanaryApp`: stable and canary Deployments, their Services and routing."""
 
     traffic_split: dict[str, int]
 
@@ -57,18 +59,30 @@ class CanaryApp(pulumi.ComponentResource):
             k8s.policy.v1.PodDisruptionBudget(
                 name, metadata=budget["metadata"], spec=budget["spec"], opts=pulumi.ResourceOptions(parent=self)
             )
-        service = in_namespace(manifests.service(app))
-        k8s.core.v1.Service(
-            app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
-        )
+        gateway = args.ingress_gateway
+        services = [manifests.service(app)]
+        if gateway.gateway_api:
+            services += [manifests.version_service(app, version) for version in (app.stable, app.canary)]
+        for service in map(in_namespace, services):
+            k8s.core.v1.Service(
+                service["metadata"]["name"],
+                metadata=service["metadata"],
+                spec=service["spec"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
-        istio_objects = [
-            (ISTIO_NETWORKING, "Gateway", manifests.gateway()),
-            (ISTIO_NETWORKING, "DestinationRule", in_namespace(manifests.destination_rule(app))),
-            (ISTIO_NETWORKING, "VirtualService", in_namespace(manifests.virtual_service(app))),
+        if gateway.gateway_api:
+            routing = [(GATEWAY_API, "HTTPRoute", in_namespace(manifests.http_route(app, gateway)))]
+        else:
+            routing = [
+                (ISTIO_NETWORKING, "DestinationRule", in_namespace(manifests.destination_rule(app))),
+                (ISTIO_NETWORKING, "VirtualService", in_namespace(manifests.virtual_service(app, gateway))),
+            ]
+        mesh_objects = [
+            *routing,
             (ISTIO_SECURITY, "PeerAuthentication", in_namespace(manifests.peer_authentication(app))),
         ]
-        for api_version, kind, manifest in istio_objects:
+        for api_version, kind, manifest in mesh_objects:
             name = manifest["metadata"]["name"]
             k8s.apiextensions.CustomResource(
                 f"{app.name}-mtls" if kind == "PeerAuthentication" else name,
