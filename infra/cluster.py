@@ -178,4 +178,4 @@ class Cluster(pulumi.ComponentResource):
                 public_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.public_subnet_ids],
                 private_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.private_subnet_ids],
             )
-        return dedicated_vpc(name, NetworkArgs(settings.name, vpc.cidr, vpc.zone_count), parent=self)
+        return dedicated_vpc(name, NetworkArgs(settings.name, vpc), parent=self)

@@ -12,7 +12,7 @@ from rollout.gate import Gate, Progress, Verdict, judge
 from rollout.promotion import promotion_phases
 from rollout.record import RunRecord
 from rollout.stack import ApplyError
-from settings import Settings
+from settings import Settings, workload_name
 
 
 class ReleaseStack(Protocol):
@@ -99,7 +99,7 @@ class Report:
 
 def canary_target(settings: Settings, window: str, version: str | None = None) -> Target:
     app = settings.app
-    return Target(app.namespace, f"{app.name}-{version or app.canary.label}", window)
+    return Target(app.namespace, workload_name(app.name, version or app.canary.label), window)
 
 
 class Rollout:

@@ -16,6 +16,7 @@ from settings.model import (
     Settings,
     SettingsError,
     Vpc,
+    workload_name,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "Vpc",
     "declared_settings",
     "load_settings",
+    "workload_name",
 ]

@@ -61,15 +61,10 @@ class EksCluster:
 
 @dataclass(frozen=True)
 class ExistingCluster:
+    """A cluster made elsewhere, reached through a kubeconfig file and context (None: kubectl's defaults)."""
+
     kubeconfig: str | None
     context: str | None
-
-
-@dataclass(frozen=True)
-class Addons:
-    prometheus: bool
-    grafana: bool
-    kiali: bool
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,18 @@ class MeshSettings:
     addons: Addons
     app_namespace: str
     app_name: str
+
+
+@dataclass(frozen=True)
+class Addons:
+    prometheus: bool
+    grafana: bool
+    kiali: bool
+
+
+def workload_name(app_name: str, version_label: str) -> str:
+    """`<app>-<version>`: one version's Deployment, its pods' workload in Istio's metrics (destination_workload)."""
+    return f"{app_name}-{version_label}"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from settings import AppSettings
+from settings import AppSettings, workload_name
 from workloads import manifests
 
 ISTIO_NETWORKING = "networking.istio.io/v1"
@@ -44,7 +44,7 @@ class CanaryApp(pulumi.ComponentResource):
             return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
 
         for version in (app.stable, app.canary):
-            name = manifests.workload_name(app, version)
+            name = workload_name(app.name, version.label)
             spread = args.spread_over_zones and version is app.stable
             manifest = in_namespace(manifests.deployment(app, version, spread_over_zones=spread))
             k8s.apps.v1.Deployment(

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from settings import AppSettings, AppVersion
+from mesh.charts import GATEWAY_SELECTOR, ISTIO_NAMESPACE, zone_spread
+from settings import AppSettings, AppVersion, workload_name
 
-ISTIO_NAMESPACE = "istio-system"
 GATEWAY_NAME = "default-gateway"
 HTTP_PORT = 80
 HEALTH_PATH = "/health"
 Manifest = dict[str, Any]
-
-
-def workload_name(app: AppSettings, version: AppVersion) -> str:
-    return f"{app.name}-{version.label}"
 
 
 def version_labels(app: AppSettings, version: AppVersion) -> dict[str, str]:
@@ -29,7 +25,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     labels = version_labels(app, version)
     probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT}}
     container = {
-        "name": workload_name(app, version),
+        "name": workload_name(app.name, version.label),
         "image": version.image,
         "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
@@ -48,16 +44,9 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     }
     pod_spec: Manifest = {"containers": [container]}
     if spread_over_zones:
-        pod_spec["topologySpreadConstraints"] = [
-            {
-                "maxSkew": 1,
-                "topologyKey": "topology.kubernetes.io/zone",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": labels},
-            }
-        ]
+        pod_spec["topologySpreadConstraints"] = zone_spread(labels)
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace, "labels": labels},
         "spec": {
             "replicas": version.replicas,
             "selector": {"matchLabels": labels},
@@ -69,7 +58,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
 def disruption_budget(app: AppSettings, version: AppVersion) -> Manifest:
     """Voluntary disruptions (node drains, upgrades) take at most one pod of a version at a time."""
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": version_labels(app, version)}},
     }
 
@@ -85,7 +74,7 @@ def gateway() -> Manifest:
     return {
         "metadata": {"name": GATEWAY_NAME, "namespace": ISTIO_NAMESPACE},
         "spec": {
-            "selector": {"istio": "ingressgateway"},
+            "selector": GATEWAY_SELECTOR,
             "servers": [{"hosts": ["*"], "port": {"name": "http", "number": HTTP_PORT, "protocol": "HTTP"}}],
         },
     }
