@@ -165,3 +165,37 @@ def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
     assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
     plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
     assert plan is not None and plan.node.max_pods == 110
+
+
+def test_the_cluster_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    cluster = eks_run.module["cluster"]
+    assert eks_run.output(cluster.eks_cluster.urn) == eks_run.named("cluster-eks").urn
+    assert eks_run.output(cluster.node_group.urn) == eks_run.named("cluster-nodes").urn
+    assert eks_run.output(cluster.network.vpc_id) == "cluster-vpc-id"
+    assert [eks_run.output(subnet) for subnet in cluster.network.private_subnet_ids] == [
+        f"cluster-private-{zone}-id" for zone in ZONES[:2]
+    ]
+    existing = run_program(EXISTING_CLUSTER).module["cluster"]
+    assert (existing.eks_cluster, existing.node_group, existing.network) == (None, None, None)
+
+
+def test_existing_cluster_mode_does_not_load_the_aws_and_eks_sdks() -> None:
+    """Loading them is time every `pulumi up` of a weight change would spend for nothing (docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    from tests.harness import PROJECT_DIR
+
+    loaded = "sorted(m.split('.')[0] for m in sys.modules if m.startswith(('pulumi_aws', 'pulumi_eks')))"
+    script = (
+        "import sys\n"
+        "from tests.harness import EXISTING_CLUSTER, run_program\n"
+        f"run_program(EXISTING_CLUSTER); print(set({loaded}))\n"
+        f"run_program({{}}); print(set({loaded}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=300
+    )
+    existing, eks = result.stdout.splitlines()[-2:]
+    assert existing == "set()"
+    assert eks == "{'pulumi_aws', 'pulumi_eks'}", "the check above is meaningful only if EKS mode loads them"

@@ -200,3 +200,11 @@ def test_the_canary_dashboard_names_no_version_so_promotion_leaves_it_alone() ->
     }
     after = run_program({**EXISTING_CLUSTER, **promoted}).named("canary-grafana-dashboard").inputs
     assert before == after
+
+
+def test_the_mesh_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    mesh = eks_run.module["mesh"]
+    releases = {name: eks_run.output(release.urn) for name, release in mesh.releases.items()}
+    assert releases == {release.name: release.urn for release in eks_run.of_type(RELEASE)}
+    assert eks_run.output(mesh.ingress_service.urn) == eks_run.named("istio-ingressgateway", SERVICE).urn
+    assert eks_run.output(mesh.app_namespace_object.urn) == eks_run.named("mesh-app-namespace").urn

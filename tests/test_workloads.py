@@ -194,3 +194,12 @@ def test_with_a_header_route_a_weight_change_still_touches_only_the_virtual_serv
     before = inputs_by_urn(run_program(HEADER_AND_MIRROR))
     after = inputs_by_urn(run_program({**HEADER_AND_MIRROR, "canaryWeight": "30"}))
     assert [urn.rsplit("::", 1)[1] for urn in before if before[urn] != after[urn]] == ["nginx-virtual-svc"]
+
+
+def test_the_app_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    app = eks_run.module["app"]
+    deployments = {label: eks_run.output(deployment.urn) for label, deployment in app.deployments.items()}
+    assert deployments == {v: eks_run.named(f"nginx-{v}", "kubernetes:apps/v1:Deployment").urn for v in ("v1", "v2")}
+    assert eks_run.output(app.service.urn) == eks_run.named("nginx", "kubernetes:core/v1:Service").urn
+    assert eks_run.output(app.istio_objects["VirtualService"].urn) == eks_run.named("nginx-virtual-svc").urn
+    assert eks_run.output(app.istio_objects["DestinationRule"].urn) == eks_run.named("nginx-dest-rule").urn

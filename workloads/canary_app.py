@@ -30,6 +30,11 @@ class CanaryApp(pulumi.ComponentResource):
     """`canary:workloads:CanaryApp`: stable and canary Deployments, their Service and routing."""
 
     traffic_split: dict[str, int]
+    deployments: dict[str, k8s.apps.v1.Deployment]
+    """By version label."""
+    service: k8s.core.v1.Service
+    istio_objects: dict[str, k8s.apiextensions.CustomResource]
+    """The Istio objects by kind (VirtualService, DestinationRule, ...)."""
 
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:workloads:CanaryApp", name, None, opts)
@@ -43,11 +48,12 @@ class CanaryApp(pulumi.ComponentResource):
         def in_namespace(manifest: manifests.Manifest) -> manifests.Manifest:
             return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
 
+        self.deployments, self.istio_objects = {}, {}
         for version in (app.stable, app.canary):
             name = workload_name(app.name, version.label)
             spread = args.spread_over_zones and version is app.stable
             manifest = in_namespace(manifests.deployment(app, version, spread_over_zones=spread))
-            k8s.apps.v1.Deployment(
+            self.deployments[version.label] = k8s.apps.v1.Deployment(
                 name,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
@@ -58,7 +64,7 @@ class CanaryApp(pulumi.ComponentResource):
                 name, metadata=budget["metadata"], spec=budget["spec"], opts=pulumi.ResourceOptions(parent=self)
             )
         service = in_namespace(manifests.service(app))
-        k8s.core.v1.Service(
+        self.service = k8s.core.v1.Service(
             app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
         )
 
@@ -70,7 +76,7 @@ class CanaryApp(pulumi.ComponentResource):
         ]
         for api_version, kind, manifest in istio_objects:
             name = manifest["metadata"]["name"]
-            k8s.apiextensions.CustomResource(
+            self.istio_objects[kind] = k8s.apiextensions.CustomResource(
                 f"{app.name}-mtls" if kind == "PeerAuthentication" else name,
                 api_version=api_version,
                 kind=kind,
