@@ -186,16 +186,16 @@ def test_existing_cluster_mode_does_not_load_the_aws_and_eks_sdks() -> None:
 
     from tests.harness import PROJECT_DIR
 
-    loaded = "sorted(m.split('.')[0] for m in sys.modules if m.startswith(('pulumi_aws', 'pulumi_eks')))"
+    loaded = "sorted({m.split('.')[0] for m in sys.modules if m.startswith(('pulumi_aws', 'pulumi_eks'))})"
     script = (
         "import sys\n"
         "from tests.harness import EXISTING_CLUSTER, run_program\n"
-        f"run_program(EXISTING_CLUSTER); print(set({loaded}))\n"
-        f"run_program({{}}); print(set({loaded}))\n"
+        f"run_program(EXISTING_CLUSTER); print({loaded})\n"
+        f"run_program({{}}); print({loaded})\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=300
     )
     existing, eks = result.stdout.splitlines()[-2:]
-    assert existing == "set()"
-    assert eks == "{'pulumi_aws', 'pulumi_eks'}", "the check above is meaningful only if EKS mode loads them"
+    assert existing == "[]"
+    assert eks == "['pulumi_aws', 'pulumi_eks']", "the check above is meaningful only if EKS mode loads them"
