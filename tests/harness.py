@@ -198,7 +198,7 @@ def resolve(value: Any) -> Any:
 def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs a cloud or Kubernetes API would add, in the provider's camelCase."""
     if type_.startswith("aws:"):
-        return {"arn": f"arn:aws:mock:::{name}"}
+        return {"arn": f"arn:aws:mock:::{name}", "name": inputs.get("name", name)}
     if type_ == "eks:index:Cluster":
         return {
             "kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}',

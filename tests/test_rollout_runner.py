@@ -209,7 +209,7 @@ def test_a_resumed_run_owns_the_record_and_an_older_process_no_longer_does() -> 
     stack.write_record(killed)
     record = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock()).claim((10,), resume=True)
     stored = stack.read_record()
-    assert record.owns(stored) and not killed.owns(stored)
+    assert stored is not None and record.owns(stored) and not killed.owns(stored)
     assert (stored.id, stored.steps) == (killed.id, killed.steps)
 
 
