@@ -231,14 +231,14 @@ def test_control_plane_messages_in_full() -> None:
         "(enabled_cluster_log_types in infra/cluster.py)."
     )
     logged = {"enabledClusterLogTypes": ["api", "audit", "authenticator", "scheduler"]}
-    (world,) = check_resource(check, rules.EKS_CLUSTER, logged)
-    assert world == (
+    (open_to_world,) = check_resource(check, rules.EKS_CLUSTER, logged)
+    assert open_to_world == (
         "The EKS API endpoint is open to the whole internet. Set apiAccessCidrs to your networks "
         "(pulumi config set --path 'apiAccessCidrs[0]' <cidr>), or to 0.0.0.0/0 explicitly in the stack config."
     )
     private = {**logged, "vpcConfig": {"endpointPublicAccess": False, "publicAccessCidrs": ["0.0.0.0/0"]}}
     assert check_resource(check, rules.EKS_CLUSTER, private) == []
-    world = {**logged, "vpcConfig": {"publicAccessCidrs": ["0.0.0.0/0"]}}
+    world: dict[str, Any] = {**logged, "vpcConfig": {"publicAccessCidrs": ["0.0.0.0/0"]}}
     assert len(check_resource(check, rules.EKS_CLUSTER, {**world, "tags": {rules.PUBLIC_ENDPOINT_TAG: "yes"}})) == 1
     explicit = {**world, "tags": {rules.PUBLIC_ENDPOINT_TAG: rules.PUBLIC_ENDPOINT_EXPLICIT}}
     assert check_resource(check, rules.EKS_CLUSTER, explicit) == []
