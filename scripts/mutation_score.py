@@ -7,6 +7,7 @@ mutant's name in backticks).
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -23,24 +24,28 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"^- `([\w.]+__mutmut_\d+)`", text, re.MULTILINE))
 
 
-def results(prefixes: list[str]) -> dict[str, dict[str, int | None]]:
+def results(prefixes: list[str], every: int = 1) -> dict[str, dict[str, int | None]]:
+    """Exit code by mutant name, per module; with `every` > 1 only every so many mutants of each (a sample)."""
     by_module: dict[str, dict[str, int | None]] = {}
     for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
         module = ".".join(meta.relative_to(ROOT / "mutants").with_suffix("").with_suffix("").parts)
         if not any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        if codes:
-            by_module[module] = codes
+        sample = sorted(codes, key=lambda name: (name.rsplit("__mutmut_", 1)[0], int(name.rsplit("_", 1)[1])))[::every]
+        if sample:
+            by_module[module] = {name: codes[name] for name in sample}
     return by_module
 
 
-def main(prefixes: list[str]) -> int:
+def main(prefixes: list[str], every: int) -> int:
     equivalent = equivalent_mutants()
     total = Counter[str]()
     survivors: list[str] = []
     print(f"{'module':<24} {'mutants':>8} {'killed':>7} {'equivalent':>10} {'survived':>9} {'not run':>8} {'score':>7}")
-    for module, codes in results(prefixes).items():
+    if every > 1:
+        print(f"a sample: every {every}th mutant of each module")
+    for module, codes in results(prefixes, every).items():
         counts = Counter[str]()
         for name, code in codes.items():
             if code in KILLED:
@@ -73,4 +78,14 @@ def main(prefixes: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["workloads", "settings", "capacity", "mesh", "infra", "rollout", "policy"]))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--every", type=int, default=1, help="only every so many mutants of each module (a sample)")
+    parser.add_argument("--names", action="store_true", help="print the mutants' names instead of the score")
+    parser.add_argument(
+        "modules", nargs="*", default=["workloads", "settings", "capacity", "mesh", "infra", "rollout", "policy"]
+    )
+    options = parser.parse_args()
+    if options.names:
+        print("\n".join(name for codes in results(options.modules, options.every).values() for name in codes))
+        sys.exit(0)
+    sys.exit(main(options.modules, options.every))
