@@ -47,6 +47,7 @@ IMAGE_REFERENCE = re.compile(
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 HEADER_NAME = re.compile(r"^([a-z0-9][a-z0-9-]*)?$")
+MIN_HEADER_VALUE = 16
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
 IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
@@ -274,8 +275,13 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
     value = read.text("canaryHeaderValue")
     if not name:
         return None
-    if not value:
-        read.fail("canaryHeaderValue", value, f"must not be empty while canaryHeaderName is {name}")
+    if len(value) < MIN_HEADER_VALUE:  # no default: a guessable value would let anyone reach the canary
+        read.fail(
+            "canaryHeaderValue",
+            value,
+            f"must be at least {MIN_HEADER_VALUE} characters while canaryHeaderName is {name}, "
+            "a value nobody guesses (e.g. `openssl rand -hex 8`)",
+        )
     return name, value
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from policy import rules
-from tests.test_policy import check_resource, check_stack, deployment, release, resource, split
+from tests.test_policy import check_resource, check_split, check_stack, deployment, release, resource, split
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HELM = "kubernetes:helm.sh/v3:Release"
@@ -22,78 +22,79 @@ def reported(validate: Any, args: Any) -> list[tuple[str, str | None]]:
 # --- traffic split ---------------------------------------------------------------------------
 
 
-def test_split_messages_in_full_and_on_the_virtual_service() -> None:
-    from pulumi_policy import StackValidationArgs
-
-    resources = split({"v1": 90, "v2": 20})
-    ((message, urn),) = reported(rules.validate_traffic_split, StackValidationArgs(resources, None))
+def test_split_messages_in_full() -> None:
+    (message,) = check_split(split({"v1": 90, "v2": 20}))
     assert message == (
         "VirtualService nginx-virtual-svc: the weights of http[0] sum to 110, not 100. "
         "Set canaryWeight (0-100); the stable version gets the rest."
     )
-    assert urn == resources[0].urn
-    resources = split({"v1": 40, "v2": 60})
-    ((message, urn),) = reported(
-        rules.validate_traffic_split, StackValidationArgs(resources, {"allowPromotion": False})
-    )
+    (message,) = check_split(split({"v1": 40, "v2": 60}), {"allowPromotion": False})
     assert message == (
         "VirtualService nginx-virtual-svc sends 60% to canary 'v2', above the maximum of 50%. Step up to at most 50, "
         "or promote explicitly with canaryWeight 100 (promotions are disabled for this stack by allowPromotion)."
     )
-    assert urn == resources[0].urn
+    assert check_split(split({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60, "allowPromotion": False}) == []
+
+
+def test_only_virtual_services_are_split_checked() -> None:
+    (_, destination_rule) = split({"v1": 90, "v2": 20})
+    assert check_split([destination_rule]) == []
 
 
 @pytest.mark.parametrize(("weight", "cap", "violations"), [(50, 50, 0), (51, 50, 1), (20, 19, 1), (20, 20, 0)])
 def test_the_cap_is_inclusive(weight: int, cap: int, violations: int) -> None:
-    found = check_stack(
-        rules.validate_traffic_split, split({"v1": 100 - weight, "v2": weight}), {"maxCanaryWeight": cap}
-    )
-    assert len(found) == violations
+    assert len(check_split(split({"v1": 100 - weight, "v2": weight}), {"maxCanaryWeight": cap})) == violations
 
 
 def test_the_stable_version_is_never_capped_and_without_roles_nothing_is() -> None:
-    assert check_stack(rules.validate_traffic_split, split({"v1": 100, "v2": 0})) == []
+    assert check_split(split({"v1": 100, "v2": 0})) == []
     unlabelled = split({"v1": 10, "v2": 90})
     del unlabelled[0].props["metadata"]["annotations"]
-    assert check_stack(rules.validate_traffic_split, unlabelled) == [], "without roles no route is a canary"
-    assert len(check_stack(rules.validate_traffic_split, split({"v1": 90, "v2": 10}, stable="v2"))) == 1
+    assert check_split(unlabelled) == [], "without roles no route is a canary"
+    assert len(check_split(split({"v1": 90, "v2": 10}, stable="v2"))) == 1
 
 
 def test_subsets_count_only_in_the_virtual_services_namespace() -> None:
     resources = split({"v1": 90, "v2": 10})
     resources[1].props["metadata"]["namespace"] = "other"
-    found = check_stack(rules.validate_traffic_split, resources)
+    found = check_stack(rules.validate_traffic_split_subsets, resources)
     assert len(found) == 2 and all("which no DestinationRule defines (defined: none)" in m for m in found)
     resources[0].props["metadata"].pop("namespace")
     resources[1].props["metadata"].pop("namespace")
-    assert check_stack(rules.validate_traffic_split, resources) == [], "no namespace is the default namespace"
+    assert check_stack(rules.validate_traffic_split_subsets, resources) == [], "no namespace is the default namespace"
 
 
-def test_an_undefined_subset_names_the_defined_ones() -> None:
-    (message,) = check_stack(rules.validate_traffic_split, split({"v1": 90, "v3": 10}, subsets=("v1", "v2")))
+def test_an_undefined_subset_names_the_defined_ones_on_the_virtual_service() -> None:
+    from pulumi_policy import StackValidationArgs
+
+    resources = split({"v1": 90, "v3": 10}, subsets=("v1", "v2"))
+    ((message, urn),) = reported(rules.validate_traffic_split_subsets, StackValidationArgs(resources, None))
     assert message == (
         "VirtualService nginx-virtual-svc routes to subset 'v3' of nginx, which no DestinationRule defines "
         "(defined: ['v1', 'v2']). Add the version to the DestinationRule or route to a defined subset."
     )
+    assert urn == resources[0].urn
+    resources[0].props["spec"]["http"][0]["route"][1]["destination"].pop("subset")
+    assert check_stack(rules.validate_traffic_split_subsets, resources) == [], "a route without a subset is the host"
 
 
 def test_routes_without_weights_count_as_the_istio_defaults() -> None:
     resources = split({"v1": 0, "v2": 0})
     http = resources[0].props["spec"]["http"]
     http[0]["route"] = [{"destination": {"host": "nginx", "subset": "v1"}}]
-    assert check_stack(rules.validate_traffic_split, resources) == [], "a lone route gets everything"
+    assert check_split(resources) == [], "a lone route gets everything"
     http[0]["route"].append({"destination": {"host": "nginx", "subset": "v2"}})
-    (message,) = check_stack(rules.validate_traffic_split, resources)
+    (message,) = check_split(resources)
     assert "sum to 0, not 100" in message, "with two routes an unweighted one gets nothing"
     http[0]["route"] = []
-    assert check_stack(rules.validate_traffic_split, resources) == []
+    assert check_split(resources) == []
 
 
 def test_every_http_block_is_checked_with_its_index() -> None:
     resources = split({"v1": 90, "v2": 10})
     http = resources[0].props["spec"]["http"]
     http.append({"route": [{"destination": {"host": "nginx", "subset": "v1"}, "weight": 70}]})
-    (message,) = check_stack(rules.validate_traffic_split, resources)
+    (message,) = check_split(resources)
     assert "http[1] sum to 70" in message
 
 

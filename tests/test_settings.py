@@ -60,7 +60,8 @@ BAD_VALUES = [
     ("canaryReplicas", "101", "integer from 0 to 100"),
     ("canaryReplicas", "0", "at least 1 while canaryWeight"),  # with canaryWeight > 0 below
     ("canaryHeaderName", "X-Canary", "lowercase HTTP header name"),
-    ("canaryHeaderValue", "", "must not be empty while canaryHeaderName"),  # with a header name below
+    ("canaryHeaderValue", "", "must be at least 16 characters while canaryHeaderName"),  # with a header name below
+    ("canaryHeaderValue", "always", "a value nobody guesses"),
     ("mirrorPercent", "101", "integer from 0 to 100"),
     ("mirrorPercent", "half", "integer from 0 to 100"),
 ]

@@ -7,6 +7,8 @@ import pytest
 from settings import EksCluster, SettingsError, Vpc, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig
 
+SECRET_VALUE = "0123456789abcdef"  # the shortest header value accepted
+
 
 def accepted(config: dict[str, str]) -> bool:
     try:
@@ -54,6 +56,8 @@ def problems(config: dict[str, str]) -> list[str]:
 )
 def test_the_edges_of_each_setting(key: str, last_good: str, first_bad: str) -> None:
     extra = {"canaryReplicas": "1"} if key in ("canaryWeight", "mirrorPercent") else {}
+    if key == "canaryHeaderName":
+        extra = {"canaryHeaderValue": SECRET_VALUE}
     assert accepted({key: last_good, **extra}), last_good
     assert not accepted({key: first_bad, **extra}), first_bad
 
@@ -109,22 +113,16 @@ def test_traffic_needs_pods_on_both_sides() -> None:
     assert problems({"mirrorPercent": "1", "canaryReplicas": "0"}) == [
         "canaryReplicas = 0: must be at least 1 while canaryHeaderName or mirrorPercent send it requests"
     ]
-    assert problems({"canaryHeaderName": "x-canary", "canaryReplicas": "0"}) == [
+    assert problems({"canaryHeaderName": "x-canary", "canaryHeaderValue": SECRET_VALUE, "canaryReplicas": "0"}) == [
         "canaryReplicas = 0: must be at least 1 while canaryHeaderName or mirrorPercent send it requests"
     ]
 
 
-def test_the_header_route_is_off_without_a_name_and_needs_a_value_with_one() -> None:
+def test_the_header_route_is_off_without_a_name_and_needs_a_long_value_with_one() -> None:
     assert load_settings(DictConfig({"canaryHeaderValue": "ignored"})).app.canary_header is None
-    assert load_settings(
-        DictConfig({"canaryHeaderName": "x-canary", "canaryHeaderValue": " yes "})
-    ).app.canary_header == (
-        "x-canary",
-        "yes",
-    )
-    assert problems({"canaryHeaderName": "x-canary", "canaryHeaderValue": " "}) == [
-        'canaryHeaderValue = "": must not be empty while canaryHeaderName is x-canary'
-    ]
+    header = load_settings(DictConfig({"canaryHeaderName": "x-canary", "canaryHeaderValue": f" {SECRET_VALUE} "}))
+    assert header.app.canary_header == ("x-canary", SECRET_VALUE)
+    assert not accepted({"canaryHeaderName": "x-canary", "canaryHeaderValue": SECRET_VALUE[:-1]})
 
 
 def test_the_longest_version_label_sets_the_room_for_the_app_name() -> None:

@@ -277,3 +277,24 @@ def test_deploys_run_in_an_environment_one_at_a_time_per_stack() -> None:
         assert stack in job["concurrency"]["group"], job_id
         assert job["concurrency"]["cancel-in-progress"] is False, job_id
         assert "pull-requests" not in job["permissions"], job_id
+
+
+def test_a_deploy_checks_the_policy_pack_and_the_canary_run_before_up() -> None:
+    """`up` skips its preview, so the pack's stack rules would act only after the change; and an update under a
+    running canary would change the split the run is judging."""
+    workflow = load(DEPLOY)
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["force"] == {
+        "description": workflow["on"]["workflow_dispatch"]["inputs"]["force"]["description"],
+        "type": "boolean",
+        "default": False,
+    }
+    ((_, _, job, up),) = pulumi_steps("up")
+    before = job["steps"][: job["steps"].index(up)]
+    previews = [step for step in before if str(step.get("uses", "")).startswith("pulumi/actions@")]
+    assert [step["with"]["command"] for step in previews] == ["preview"]
+    assert previews[0]["with"]["policyPacks"] == "policy"
+    (guard,) = [step for step in before if "canary guard" in str(step.get("run", ""))]
+    assert guard["run"] == 'venv/bin/canary guard --stack "$STACK"'
+    assert expression(guard["env"]["STACK"]) == expression(up["with"]["stack-name"])
+    assert expression(guard["if"]) == "!inputs.force"
+    assert before.index(previews[0]) < before.index(guard), "the preview step installs and logs in the CLI"

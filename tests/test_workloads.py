@@ -170,13 +170,20 @@ def test_a_single_stable_replica_on_eks_is_warned_about(monkeypatch: pytest.Monk
     assert not any("stableReplicas" in message for message in said)
 
 
-HEADER_AND_MIRROR = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
+HEADER_VALUE = "3f9c2a7be1d04c58"
+HEADER_AND_MIRROR = {
+    **EXISTING_CLUSTER,
+    "canaryWeight": "10",
+    "canaryHeaderName": "x-canary",
+    "canaryHeaderValue": HEADER_VALUE,
+    "mirrorPercent": "20",
+}
 
 
 def test_header_route_sends_testers_to_the_canary_whatever_the_weight() -> None:
     http = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"]
     assert http[0] == {
-        "match": [{"headers": {"x-canary": {"exact": "always"}}}],
+        "match": [{"headers": {"x-canary": {"exact": HEADER_VALUE}}}],
         "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
     }, "the header route comes first: Istio takes the first match"
     assert route_weights({"spec": {"http": http[1:]}}) == {"v1": 90, "v2": 10}
@@ -298,11 +305,19 @@ def test_the_virtual_service_in_full_with_and_without_header_and_mirror() -> Non
         },
     }
     both = load_settings(
-        DictConfig({**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "1"})
+        DictConfig(
+            {
+                **EXISTING_CLUSTER,
+                "canaryWeight": "10",
+                "canaryHeaderName": "x-canary",
+                "canaryHeaderValue": "0123456789abcdef",
+                "mirrorPercent": "1",
+            }
+        )
     ).app
     assert manifests.virtual_service(both)["spec"]["http"] == [
         {
-            "match": [{"headers": {"x-canary": {"exact": "always"}}}],
+            "match": [{"headers": {"x-canary": {"exact": "0123456789abcdef"}}}],
             "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
         },
         {"route": weighted, "mirror": {"host": "nginx", "subset": "v2"}, "mirrorPercentage": {"value": 1}},
