@@ -24,6 +24,12 @@ class NetworkArgs:
     vpc: Vpc
 
 
+def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
+    """Public and private subnet CIDRs: the VPC cut in eight, public ones first (as eksctl does)."""
+    blocks = [str(block) for block in ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=3)]
+    return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
+
+
 @dataclass(frozen=True)
 class Network:
     """The VPC and subnets the cluster uses, dedicated or existing."""
@@ -31,12 +37,6 @@ class Network:
     vpc_id: pulumi.Output[str]
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
-
-
-def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
-    """Public and private subnet CIDRs: the VPC cut in eight, public ones first (as eksctl does)."""
-    blocks = [str(block) for block in ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=3)]
-    return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
 
 
 # Where the AWS cloud controller puts internet-facing (public) and internal load balancers.
