@@ -8,7 +8,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from mesh import canary_dashboard, charts
 from settings import MeshSettings
@@ -48,10 +47,6 @@ class Mesh(pulumi.ComponentResource):
     dashboards: dict[str, str]
     grafana_admin_password: pulumi.Output[str] | None = None
     """Generated when Grafana is installed; a stack secret."""
-    releases: dict[str, k8s.helm.v3.Release]
-    """The Helm releases installed, by release name."""
-    ingress_service: k8s.core.v1.Service | None = None
-    """The ingress gateway's Service (None when Istio is installed outside the stack)."""
     app_namespace_object: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
 
     def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -59,7 +54,12 @@ class Mesh(pulumi.ComponentResource):
         settings = args.settings
         self.istio_crds = []
         self.sidecar_injector = []
-        self.releases = {}
+        # Annotated here, not on the class: Pulumi resolves a component class's annotations, which
+        # would load the Helm SDK on every `pulumi up`, also of stacks that install no chart.
+        self.releases: dict[str, k8s.helm.v3.Release] = {}
+        """The Helm releases installed, by release name."""
+        self.ingress_service: k8s.core.v1.Service | None = None
+        """The ingress gateway's Service (None when Istio is installed outside the stack)."""
         self.ingress_host = pulumi.Output.from_input(f"{charts.INGRESS_GATEWAY}.{charts.ISTIO_NAMESPACE}")
         self._schedulable = list(args.schedulable)
 
@@ -133,6 +133,8 @@ class Mesh(pulumi.ComponentResource):
             self.ingress_host = service.status.apply(_load_balancer_address)
 
     def _grafana_admin(self) -> k8s.core.v1.Secret:
+        import pulumi_random as random  # only with Grafana: one SDK less to load for every other stack
+
         password = random.RandomPassword(
             "grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
         )

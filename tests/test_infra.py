@@ -179,26 +179,32 @@ def test_the_cluster_component_exposes_its_children(eks_run: ProgramRun) -> None
     assert (existing.eks_cluster, existing.node_group, existing.network) == (None, None, None)
 
 
-def test_existing_cluster_mode_does_not_load_the_aws_and_eks_sdks() -> None:
+def test_existing_cluster_mode_loads_only_the_sdks_it_uses() -> None:
     """Loading them is time every `pulumi up` of a weight change would spend for nothing (docs/benchmarks.md)."""
     import subprocess
     import sys
 
     from tests.harness import PROJECT_DIR
 
-    loaded = "sorted({m.split('.')[0] for m in sys.modules if m.startswith(('pulumi_aws', 'pulumi_eks'))})"
+    sdks = ("pulumi_aws", "pulumi_eks", "pulumi_random", "pulumi_kubernetes.helm.v3")
+    loaded = f"sorted({{m for m in sys.modules if m in {sdks}}})"
+    bare = {**EXISTING_CLUSTER, "installIstio": "false", "prometheus": "false", "grafana": "false", "kiali": "false"}
     script = (
         "import sys\n"
         "from tests.harness import EXISTING_CLUSTER, run_program\n"
+        f"run_program({bare}); print({loaded})\n"
         f"run_program(EXISTING_CLUSTER); print({loaded})\n"
         f"run_program({{}}); print({loaded})\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=300
     )
-    existing, eks = result.stdout.splitlines()[-2:]
-    assert existing == "[]"
-    assert eks == "['pulumi_aws', 'pulumi_eks']", "the check above is meaningful only if EKS mode loads them"
+    local, existing, eks = result.stdout.splitlines()[-3:]
+    assert local == "[]", "the local stack of scripts/try-local: no chart, no Grafana"
+    assert existing == "['pulumi_kubernetes.helm.v3', 'pulumi_random']"
+    assert eks == "['pulumi_aws', 'pulumi_eks', 'pulumi_kubernetes.helm.v3', 'pulumi_random']", (
+        "the checks above are meaningful"
+    )
 
 
 def test_the_eks_cluster_inputs_in_full() -> None:
