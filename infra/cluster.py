@@ -7,11 +7,15 @@ exist before anything is scheduled (the node group), so they never depend on whi
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from settings import EksCluster, ExistingCluster
 
@@ -27,6 +31,7 @@ NODE_POLICIES = {
     "registry": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
 ISTIOD_WEBHOOK_PORT = 15017
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
@@ -38,12 +43,37 @@ class ClusterArgs:
     settings: EksCluster | ExistingCluster
 
 
+def current_context(kubeconfig: str | None) -> str | None:
+    """The context a kubeconfig selects (a path or its contents; None: $KUBECONFIG's files, else ~/.kube/config),
+    as kubectl and the Kubernetes provider read it: the first file's that sets one."""
+    if kubeconfig is not None and ("\n" in kubeconfig or kubeconfig.lstrip().startswith("{")):
+        texts = [kubeconfig]
+    else:
+        paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        texts = []
+        for path in paths or ["~/.kube/config"]:
+            try:
+                texts.append(Path(path).expanduser().read_text())
+            except OSError:
+                continue
+    for text in texts:
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if isinstance(config, dict) and config.get("current-context"):
+            return str(config["current-context"])
+    return None
+
+
 class Cluster(pulumi.ComponentResource):
     """`canary:infra:Cluster`: where the mesh and the app run."""
 
     provider: k8s.Provider
     name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    kubectl_flags: str = ""
+    """What kubectl needs to reach this cluster, beyond the user's own kubeconfig ("" on EKS)."""
     schedulable: list[pulumi.Resource]
     """Resources that must exist before pods can run, and outlive them on destroy."""
 
@@ -67,7 +97,20 @@ class Cluster(pulumi.ComponentResource):
             context=settings.context,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.name = pulumi.Output.from_input(settings.context or "current-context")
+        if settings.ignored:
+            pulumi.log.warn(
+                f"clusterMode is existing: {', '.join(settings.ignored)} only apply to the EKS cluster "
+                "clusterMode eks creates and are ignored here (`pulumi config rm` them)",
+                self,
+            )
+        context = settings.context or current_context(settings.kubeconfig)
+        self.name = pulumi.Output.from_input(context or "(no current context in the kubeconfig at deploy time)")
+        flags = []
+        if settings.kubeconfig is not None and "\n" not in settings.kubeconfig:  # a path, not the file's contents
+            flags.append(f"--kubeconfig {shlex.quote(settings.kubeconfig)}")
+        if context is not None:
+            flags.append(f"--context {shlex.quote(context)}")
+        self.kubectl_flags = " ".join(flags)
         self.kubeconfig = pulumi.Output.secret(settings.kubeconfig or "$KUBECONFIG or ~/.kube/config")
         self.schedulable = []
 
@@ -100,17 +143,23 @@ class Cluster(pulumi.ComponentResource):
         # The deployer gets cluster-admin from EKS itself when the cluster is created
         # (bootstrapClusterCreatorAdminPermissions); an access entry for the same
         # principal would fail with ResourceInUse, so entries are for the others only.
-        admins = {
-            f"admin-{index}": eks.AccessEntryArgs(
+        access_entries = {
+            f"{role}-{index}": eks.AccessEntryArgs(
                 principal_arn=arn,
                 access_policies={
-                    "cluster-admin": eks.AccessPolicyAssociationArgs(
-                        policy_arn=CLUSTER_ADMIN_POLICY,
+                    association: eks.AccessPolicyAssociationArgs(
+                        policy_arn=policy,
                         access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     )
                 },
             )
-            for index, arn in enumerate(settings.admin_arns)
+            # Entry and association names are part of the resources' names: renaming one replaces it.
+            for role, association, policy, arns in (
+                ("admin", "cluster-admin", CLUSTER_ADMIN_POLICY, settings.admin_arns),
+                # Read-only (no Secrets), e.g. for the role previews run with (docs/github-setup.md).
+                ("viewer", "view", CLUSTER_VIEW_POLICY, settings.viewer_arns),
+            )
+            for index, arn in enumerate(arns)
         }
         secrets_key = aws.kms.Key(
             f"{name}-secrets",
@@ -129,7 +178,7 @@ class Cluster(pulumi.ComponentResource):
             node_associate_public_ip_address=False,
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=admins,
+            access_entries=access_entries,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,
             # IAM roles for service accounts (IRSA) for add-ons that call AWS.

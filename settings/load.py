@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,9 +74,20 @@ class _Reader:
     def __init__(self, source: ConfigSource) -> None:
         self._source = source
         self.problems: list[str] = []
+        self.keys_read: list[str] = []
+
+    def differs_from_default(self, key: str) -> bool:
+        value, default = self._source.get(key), declared_settings()[key]["default"]
+        if value is None or isinstance(default, str):
+            return value is not None and value.strip() != default
+        try:
+            return bool(json.loads(value) != default)  # numbers, booleans, lists
+        except ValueError:
+            return True
 
     def _raw(self, key: str) -> str:
         declaration = declared_settings()[key]  # KeyError: every setting must be declared.
+        self.keys_read.append(key)
         value = self._source.get(key)
         if value is None:
             default = declaration["default"]
@@ -198,12 +210,30 @@ def _read_node_group(read: _Reader) -> NodeGroup:
     return group
 
 
+def _read_access(read: _Reader) -> dict[str, tuple[str, ...]]:
+    """clusterAdminArns and clusterViewerArns: EKS allows one access entry per principal."""
+    admins = read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    viewers = read.string_list("clusterViewerArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    for key, arns in (("clusterAdminArns", admins), ("clusterViewerArns", viewers)):
+        repeated = sorted({arn for arn in arns if arns.count(arn) > 1})
+        if repeated:
+            read.fail(key, list(arns), f"must list each ARN once (repeated: {', '.join(repeated)})")
+    both = sorted(set(admins) & set(viewers))
+    if both:
+        read.fail(
+            "clusterViewerArns",
+            list(viewers),
+            f"must not repeat an ARN of clusterAdminArns (one access entry per principal): {', '.join(both)}",
+        )
+    return {"admin_arns": admins, "viewer_arns": viewers}
+
+
 def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     mode = read.choice("clusterMode", ("eks", "existing"))
     kubeconfig = read.text("kubeconfig") or None
     context = read.text("kubeContext") or None
     if mode == "existing":
-        return ExistingCluster(kubeconfig, context)
+        return ExistingCluster(kubeconfig, context, _eks_only_settings_set(read))
     for key, value in (("kubeconfig", kubeconfig), ("kubeContext", context)):
         if value is not None:
             read.fail(key, value, "is only used with clusterMode existing; set clusterMode to existing or unset it")
@@ -220,12 +250,30 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         ),
         vpc=_read_vpc(read),
         node_group=_read_node_group(read),
-        admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+        **_read_access(read),
         prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
         api_access_cidrs=read.checked(
             "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
         ),
     )
+
+
+@dataclass(frozen=True)
+class _AsEks:
+    """The stack's config as an EKS stack would read it: which settings only that mode reads."""
+
+    source: ConfigSource
+
+    def get(self, key: str) -> str | None:
+        return "eks" if key == "clusterMode" else self.source.get(key)
+
+
+def _eks_only_settings_set(read: _Reader) -> tuple[str, ...]:
+    """The settings only an EKS stack reads that this stack sets: found by reading it as one (no list to keep)."""
+    as_eks = _Reader(_AsEks(read._source))
+    _read_cluster(as_eks)
+    shared = {"clusterMode", "kubeconfig", "kubeContext"}
+    return tuple(key for key in dict.fromkeys(as_eks.keys_read) if key not in shared and read.differs_from_default(key))
 
 
 def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings:
@@ -235,7 +283,8 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         istio_version=read.checked(
             "istioVersion",
             _istio_version,
-            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1",
+            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, "
+            f"e.g. {declared_settings()['istioVersion']['default']}",
             "",
         ),
         ingress_service_type=service_type,  # type: ignore[arg-type]  # checked by choice()

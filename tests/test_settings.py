@@ -35,6 +35,8 @@ BAD_VALUES = [
     ("publicSubnetIds", '["subnet-0123abcd"]', "must be set when publicSubnetIds"),  # reported on vpcId
     ("privateSubnetIds", "not json", "list of subnet IDs"),
     ("clusterAdminArns", '["alice"]', "IAM role or user ARNs"),
+    ("clusterViewerArns", '["bob"]', "IAM role or user ARNs"),
+    ("clusterViewerArns", json.dumps(["arn:aws:iam::123456789012:role/ci"] * 2), "each ARN once"),
     ("apiAccessCidrs", '["everywhere"]', "list of IPv4 CIDRs"),
     ("apiAccessCidrs", '["127.0.0.1/8"]', "list of IPv4 CIDRs"),
     ("nodeGroupName", "Default_Pool", "lowercase letters"),
@@ -131,6 +133,15 @@ def test_bad_value_is_named_with_what_is_allowed(key: str, value: str, allowed: 
         assert f"{key} = {json.dumps(value)}:" in message or f"{key} = {value}:" in message, message
     assert allowed in message, message
     assert "nothing was changed" in message
+
+
+def test_a_principal_is_either_admin_or_viewer() -> None:
+    """EKS allows one access entry per principal: the same ARN in both lists would fail mid-update."""
+    ci = "arn:aws:iam::123456789012:role/ci"
+    message = message_for({"clusterAdminArns": f'["{ci}"]', "clusterViewerArns": f'["{ci}"]'})
+    assert f'clusterViewerArns = ["{ci}"]: must not repeat an ARN of clusterAdminArns' in message, message
+    both = load_settings(DictConfig({"clusterViewerArns": f'["{ci}"]'})).cluster
+    assert isinstance(both, EksCluster) and (both.admin_arns, both.viewer_arns) == ((), (ci,))
 
 
 def test_all_problems_are_reported_together() -> None:
