@@ -118,8 +118,8 @@ class PulumiStack:
         before = self._config()
         self._validated(before, changes)
         start = time.monotonic()
-        self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in changes.items()})
         try:
+            self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in changes.items()})
             code, output = self._up(message)
         except KeyboardInterrupt:
             raise UpdateInterrupted(self._reconcile(before, changes, "the update was cancelled")) from None
