@@ -73,9 +73,17 @@ def _diagnostics(output: str, limit: int = 4000) -> str:
     """Why an update failed: the policy violations and the engine's `error:` lines (a refused step also
     stops the program, whose Python traceback would bury them); else the diagnostics, else the output's end."""
     reasons = []
-    if (policies := output.find("Policies:")) >= 0:
-        reasons.append(output[policies:].split("\n\n", 1)[0])
-    reasons += [line.strip() for line in output.splitlines() if line.strip().startswith("error:")]
+    if (policies := output.find("Policies:")) >= 0 and "[mandatory]" in (section := output[policies:].split("\n\n")[0]):
+        reasons.append(section)
+    in_error = False
+    for line in output.splitlines():
+        if line.strip().startswith("error:"):
+            reasons.append(line.strip())
+            in_error = True
+        elif in_error and (line.startswith("\t") or line.strip().startswith("* ")):  # "1 error occurred:" lists them
+            reasons.append("  " + line.strip())
+        else:
+            in_error = False
     if reasons:
         return "\n".join(reasons)[:limit]
     start = output.find("Diagnostics:")

@@ -365,12 +365,36 @@ Outputs:
 )
 
 
+REJECTED_UPDATE = """    pulumi:pulumi:Stack canary-e2e **failed** 2 errors; 1 warning
+Policies:
+    ✅ canary-guardrails@v0.0.1 (local: policy)
+
+Diagnostics:
+  pulumi:pulumi:Stack (canary-e2e):
+    warning: resource plugin kubernetes is expected to have version >=4.34.2, but has 4.25.0
+    error: update failed
+    error: Resource monitor has terminated, shutting down
+
+  kubernetes:networking.istio.io/v1:VirtualService (nginx-virtual-svc):
+    error: 1 error occurred:
+    \t* the Kubernetes API server reported that "default/nginx-virtual-svc" failed to fully initialize or become \
+live: ValidatingAdmissionPolicy 'e2e-deny-weight-zero' denied request: e2e refuses weight 0
+
+Outputs:
+"""
+
+
 def test_a_failed_updates_reason_is_the_violation_not_the_programs_traceback() -> None:
     """What `pulumi up` printed when the policy refused a step: the violation comes first, the traceback of the
     program the engine stopped would otherwise fill the message."""
     reason = _diagnostics(REFUSED_UPDATE)
     assert reason.startswith("Policies:") and "above the maximum of 50%" in reason
     assert "Traceback" not in reason
-    failed = "Diagnostics:\n  kubernetes:...:VirtualService (x):\n    error: admission webhook denied the request\n"
-    assert _diagnostics("Updating (e2e):\n" + failed) == "error: admission webhook denied the request"
+    assert _diagnostics(REJECTED_UPDATE) == (
+        "error: update failed\n"
+        "error: Resource monitor has terminated, shutting down\n"
+        "error: 1 error occurred:\n"
+        '  * the Kubernetes API server reported that "default/nginx-virtual-svc" failed to fully initialize or become '
+        "live: ValidatingAdmissionPolicy 'e2e-deny-weight-zero' denied request: e2e refuses weight 0"
+    ), "a passing pack's summary is no reason; the API server's answer is"
     assert _diagnostics("something odd\n") == "something odd\n"
