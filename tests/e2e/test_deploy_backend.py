@@ -1,7 +1,8 @@
 """scripts/deploy with the real pulumi CLI: no backend, no deploy; local state only when asked for.
 
 A fresh PULUMI_HOME is a machine that never logged in. The old script ran
-`pulumi login --local` there and deployed into an empty local stack.
+`pulumi login --local` there (state in the real ~/.pulumi, which pulumi finds from the
+user database, not $HOME) and deployed into an empty local stack.
 """
 
 from __future__ import annotations
