@@ -205,5 +205,8 @@ class DictConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(key)
 
+    def keys(self) -> list[str]:
+        return list(self.values)
+
 
 EXISTING_CLUSTER = {"clusterMode": "existing", "kubeconfig": "/tmp/kubeconfig.yaml", "kubeContext": "kind-canary"}
