@@ -157,11 +157,11 @@ def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_
 
 
 def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
-    from capacity import plan_capacity
+    from capacity.plan import plan_capacity
     from settings import load_settings
-    from tests.harness import DictConfig
+    from tests.harness import DictConfig, describe
 
     run = run_program({"vpcCniPrefixDelegation": "true"})
     assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
-    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
+    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})), describe("t3a.medium"))
     assert plan is not None and plan.node.max_pods == 110
