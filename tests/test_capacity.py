@@ -379,3 +379,21 @@ def test_the_program_stops_before_any_resource_when_the_stack_does_not_fit() -> 
     with pytest.raises(SettingsError, match="cannot hold what the stack declares"):
         run_program({"nodeDesiredCount": "1"}, run=run)
     assert run.resources == []
+
+
+def test_capacity_imports_only_the_layers_footprints() -> None:
+    """capacity/ adds footprints up; what the layers install stays theirs (no chart values or manifests here)."""
+    import ast
+
+    imported = set()
+    for source in (PROJECT_DIR / "capacity").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    layers = {name for name in imported if name.split(".")[0] in ("infra", "mesh", "workloads")}
+    assert layers == {"infra", "mesh", "workloads"}, "each layer's public footprint(), nothing deeper"
+    from capacity import plan
+
+    assert plan.infra.footprint and plan.mesh.footprint and plan.workloads.footprint
