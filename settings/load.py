@@ -89,7 +89,7 @@ class _Reader:
         self.refused: set[str] = set()
         """Keys already reported, so rules that build on them stay quiet."""
 
-    def raw(self, key: str) -> str:
+    def _raw(self, key: str) -> str:
         declaration = declared_settings()[key]  # KeyError: every setting must be declared.
         value = self._source.get(key)
         if value is None:
@@ -105,7 +105,7 @@ class _Reader:
         self.refused.add(key)
 
     def checked(self, key: str, parse: Callable[[str], T | None], allowed: str, fallback: T) -> T:
-        raw = self.raw(key)
+        raw = self._raw(key)
         try:
             parsed = parse(raw)
         except (ValueError, RecursionError):  # json.loads of a deeply nested array raises RecursionError
@@ -138,7 +138,7 @@ class _Reader:
         return self.checked(key, lambda raw: raw if pattern.fullmatch(raw) else None, allowed, "")
 
     def text(self, key: str) -> str:
-        return self.raw(key).strip()
+        return self._raw(key).strip()
 
     def string_list(self, key: str, pattern: re.Pattern[str], allowed: str) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...] | None:
@@ -350,7 +350,7 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
         "(Istio ignores matches on them)",
         "",
     )
-    value = read.raw("canaryHeaderValue")
+    value = read._raw("canaryHeaderValue")
     if not name:
         return None
     if not value:
