@@ -394,6 +394,3 @@ def test_capacity_imports_only_the_layers_footprints() -> None:
                 imported.update(alias.name for alias in node.names)
     layers = {name for name in imported if name.split(".")[0] in ("infra", "mesh", "workloads")}
     assert layers == {"infra", "mesh", "workloads"}, "each layer's public footprint(), nothing deeper"
-    from capacity import plan
-
-    assert plan.infra.footprint and plan.mesh.footprint and plan.workloads.footprint
