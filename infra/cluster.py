@@ -23,6 +23,7 @@ NODE_POLICIES = {
     "registry": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
 ISTIOD_WEBHOOK_PORT = 15017
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
@@ -86,17 +87,23 @@ class Cluster(pulumi.ComponentResource):
         # The deployer gets cluster-admin from EKS itself when the cluster is created
         # (bootstrapClusterCreatorAdminPermissions); an access entry for the same
         # principal would fail with ResourceInUse, so entries are for the others only.
-        admins = {
-            f"admin-{index}": eks.AccessEntryArgs(
+        access_entries = {
+            f"{role}-{index}": eks.AccessEntryArgs(
                 principal_arn=arn,
                 access_policies={
-                    "cluster-admin": eks.AccessPolicyAssociationArgs(
-                        policy_arn=CLUSTER_ADMIN_POLICY,
+                    association: eks.AccessPolicyAssociationArgs(
+                        policy_arn=policy,
                         access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     )
                 },
             )
-            for index, arn in enumerate(settings.admin_arns)
+            # Entry and association names are part of the resources' names: renaming one replaces it.
+            for role, association, policy, arns in (
+                ("admin", "cluster-admin", CLUSTER_ADMIN_POLICY, settings.admin_arns),
+                # Read-only (no Secrets), e.g. for the role previews run with (docs/github-setup.md).
+                ("viewer", "view", CLUSTER_VIEW_POLICY, settings.viewer_arns),
+            )
+            for index, arn in enumerate(arns)
         }
         secrets_key = aws.kms.Key(
             f"{name}-secrets",
@@ -115,7 +122,7 @@ class Cluster(pulumi.ComponentResource):
             node_associate_public_ip_address=False,
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=admins,
+            access_entries=access_entries,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,
             # IAM roles for service accounts (IRSA) for add-ons that call AWS.

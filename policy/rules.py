@@ -61,11 +61,47 @@ def _name(props: Mapping[str, Any]) -> str:
 # --- traffic split -------------------------------------------------------------------
 
 
-def validate_traffic_split(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """VirtualService weights sum to 100, name only defined subsets, and the canary stays under the cap."""
+def validate_traffic_split(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """VirtualService weights sum to 100 and the canary stays under the cap.
+
+    A resource rule, so the engine checks it before it changes the VirtualService, even in an
+    update that skips its preview (Automation API, `pulumi/actions`, `pulumi up --skip-preview`).
+    """
+    if args.resource_type != VIRTUAL_SERVICE:
+        return
     config = args.get_config()
     max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
     allow_promotion = bool(config.get("allowPromotion", True))
+    props = args.props
+    name = _name(props)
+    stable = _get(props, "metadata", "annotations", "canary/stable-version")
+    for index, http in enumerate(_get(props, "spec", "http") or []):
+        routes = http.get("route") or []
+        implicit = 100 if len(routes) == 1 else 0  # Istio: a lone destination gets all of its requests
+        chosen_by_request = bool(http.get("match"))  # e.g. a header route for testers: not a share of traffic
+        weights = [int(route.get("weight", implicit)) for route in routes]
+        if routes and sum(weights) != 100:
+            report_violation(
+                f"VirtualService {name}: the weights of http[{index}] sum to {sum(weights)}, not 100. "
+                "Set canaryWeight (0-100); the stable version gets the rest.",
+                None,
+            )
+        for route, weight in zip(routes, weights, strict=True):
+            subset = _get(route, "destination", "subset")
+            is_canary = stable is not None and subset != stable
+            promotion = weight == 100 and allow_promotion
+            if is_canary and weight > max_weight and not promotion and not chosen_by_request:
+                report_violation(
+                    f"VirtualService {name} sends {weight}% to canary {subset!r}, above the maximum of "
+                    f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
+                    + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
+                    + ".",
+                    None,
+                )
+
+
+def validate_traffic_split_subsets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """VirtualService routes name only subsets a DestinationRule defines (needs both resources: a stack rule)."""
     subsets: dict[tuple[str, str], set[str]] = {}
     for resource in args.resources:
         if resource.resource_type == DESTINATION_RULE:
@@ -73,26 +109,13 @@ def validate_traffic_split(args: StackValidationArgs, report_violation: ReportVi
             host = str(_get(resource.props, "spec", "host"))
             names = {str(subset.get("name")) for subset in _get(resource.props, "spec", "subsets") or []}
             subsets.setdefault((namespace, host), set()).update(names)
-
     for resource in args.resources:
         if resource.resource_type != VIRTUAL_SERVICE:
             continue
-        props = resource.props
-        name = _name(props)
-        namespace = _get(props, "metadata", "namespace") or "default"
-        stable = _get(props, "metadata", "annotations", "canary/stable-version")
-        for index, http in enumerate(_get(props, "spec", "http") or []):
-            routes = http.get("route") or []
-            implicit = 100 if len(routes) == 1 else 0  # Istio: a lone destination gets all of its requests
-            chosen_by_request = bool(http.get("match"))  # e.g. a header route for testers: not a share of traffic
-            weights = [int(route.get("weight", implicit)) for route in routes]
-            if routes and sum(weights) != 100:
-                report_violation(
-                    f"VirtualService {name}: the weights of http[{index}] sum to {sum(weights)}, not 100. "
-                    "Set canaryWeight (0-100); the stable version gets the rest.",
-                    resource.urn,
-                )
-            for route in routes:
+        name = _name(resource.props)
+        namespace = _get(resource.props, "metadata", "namespace") or "default"
+        for http in _get(resource.props, "spec", "http") or []:
+            for route in http.get("route") or []:
                 host = str(_get(route, "destination", "host"))
                 subset = _get(route, "destination", "subset")
                 defined = subsets.get((namespace, host), set())
@@ -101,17 +124,6 @@ def validate_traffic_split(args: StackValidationArgs, report_violation: ReportVi
                         f"VirtualService {name} routes to subset {subset!r} of {host}, which no DestinationRule "
                         f"defines (defined: {sorted(defined) or 'none'}). Add the version to the DestinationRule "
                         "or route to a defined subset.",
-                        resource.urn,
-                    )
-                weight = int(route.get("weight", implicit))
-                is_canary = stable is not None and subset != stable
-                promotion = weight == 100 and allow_promotion
-                if is_canary and weight > max_weight and not promotion and not chosen_by_request:
-                    report_violation(
-                        f"VirtualService {name} sends {weight}% to canary {subset!r}, above the maximum of "
-                        f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
-                        + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
-                        + ".",
                         resource.urn,
                     )
 
@@ -290,11 +302,14 @@ SPLIT_CONFIG = PolicyConfigSchema(
         "allowPromotion": {"type": "boolean", "default": True},
     }
 )
+# Stack rules see every resource but run only after the update's steps when it skips its preview;
+# a rule that can judge one resource alone is a resource rule, checked before that resource changes.
 STACK_RULES = {
-    "traffic-split": validate_traffic_split,
+    "traffic-split-subsets": validate_traffic_split_subsets,
     "sidecar-injection": validate_sidecar_injection,
 }
 RESOURCE_RULES = {
+    "traffic-split": validate_traffic_split,
     "pinned-images": validate_pinned_images,
     "probes-and-resources": validate_probes_and_resources,
     "only-ingress-is-public": validate_only_ingress_is_public,
@@ -308,12 +323,16 @@ POLICIES: list[StackValidationPolicy | ResourceValidationPolicy] = [
             name=name,
             description=(validate.__doc__ or name).strip(),
             validate=validate,
-            config_schema=SPLIT_CONFIG if validate is validate_traffic_split else None,
         )
         for name, validate in STACK_RULES.items()
     ),
     *(
-        ResourceValidationPolicy(name=name, description=(validate.__doc__ or name).strip(), validate=validate)
+        ResourceValidationPolicy(
+            name=name,
+            description=(validate.__doc__ or name).strip().splitlines()[0],
+            validate=validate,
+            config_schema=SPLIT_CONFIG if validate is validate_traffic_split else None,
+        )
         for name, validate in RESOURCE_RULES.items()
     ),
 ]

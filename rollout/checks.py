@@ -9,9 +9,11 @@ error, never a pass: the run does not advance on missing data.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,7 +36,8 @@ P99_LATENCY = (
 )
 CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-QUERY_TIMEOUT_SECONDS = 10.0
+QUERY_TIMEOUT_SECONDS = 10.0  # the whole answer, not each read: a trickling server cannot stretch it
+MAX_ANSWER_BYTES = 1_000_000  # one instant-query value is a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Check:
     kind: Bound
     bound: float
     unit: str = ""
+    possible: tuple[float, float] = (-math.inf, math.inf)  # values outside are garbage, not measurements
 
     def passes(self, value: float) -> bool:
         return value >= self.bound if self.kind == "min" else value <= self.bound
@@ -93,9 +97,38 @@ class CheckSpecError(ValueError):
 
 def builtin_checks(min_success_rate: float = 99.0, max_p99_ms: float = 500.0) -> list[Check]:
     return [
-        Check("request-success-rate", SUCCESS_RATE, "min", min_success_rate, "%"),
-        Check("request-duration", P99_LATENCY, "max", max_p99_ms, "ms"),
+        Check("request-success-rate", SUCCESS_RATE, "min", min_success_rate, "%", (0.0, 100.0)),
+        Check("request-duration", P99_LATENCY, "max", max_p99_ms, "ms", (0.0, math.inf)),
     ]
+
+
+def parse_bound(text: str, option: str, low: float, high: float) -> float:
+    """A finite number from `low` to `high` (an inclusive range)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        upper = "" if math.isinf(high) else f" to {high:g}"
+        raise CheckSpecError(f"{option} {text!r}: must be a number from {low:g}{upper}")
+    return number
+
+
+def parse_prometheus_url(text: str) -> str:
+    """An http(s) URL; the error never repeats credentials the URL carries."""
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CheckSpecError(f"--prometheus-url {redacted(text)!r}: must be an http:// or https:// URL")
+    return text.strip()
+
+
+def redacted(url: str) -> str:
+    """The URL without its user and password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def parse_check(spec: str) -> Check:
@@ -134,40 +167,96 @@ def parse_duration(text: str, option: str, minimum_seconds: float) -> float:
 
 
 class Prometheus:
-    """The instant-query endpoint of Prometheus' HTTP API."""
+    """The instant-query endpoint of Prometheus' HTTP API.
+
+    Every answer that is not one finite number is an error, never a pass: a malformed
+    shape, a non-numeric value, NaN or ±Inf, more than MAX_ANSWER_BYTES, or no complete
+    answer within the timeout. Credentials in the URL are sent as basic auth and never shown.
+    """
 
     def __init__(self, url: str, timeout: float = QUERY_TIMEOUT_SECONDS) -> None:
-        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        self._headers = {}
+        if parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])
+        self.url = urllib.parse.urlunsplit(parts)
         self.timeout = timeout
+
+    def _answer(self, address: str) -> bytes:
+        deadline = time.monotonic() + self.timeout
+        request = urllib.request.Request(address, headers=self._headers)
+        chunks: list[bytes] = []
+        size = 0
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            while chunk := response.read1(65536):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise LookupError(f"Prometheus' answer is larger than {MAX_ANSWER_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise LookupError(f"Prometheus gave no complete answer within {self.timeout:g}s")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def query(self, promql: str) -> float:
         """The single value of an instant query; raises LookupError when there is none to judge by."""
         address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
-            with urllib.request.urlopen(address, timeout=self.timeout) as response:
-                body = json.load(response)
+            answer = self._answer(address)
         except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:300]
+            detail = error.read(300).decode(errors="replace")
             raise LookupError(f"Prometheus answered {error.code}: {detail}") from None
         except urllib.error.URLError as error:
             raise LookupError(f"Prometheus at {self.url} cannot be reached: {error.reason}") from None
         except (OSError, ValueError) as error:
             raise LookupError(f"Prometheus at {self.url} did not answer: {error}") from None
-        if body.get("status") != "success":
-            raise LookupError(f"Prometheus query failed: {body.get('error', body)}")
-        series = body["data"]["result"]
-        if body["data"]["resultType"] != "vector" or len(series) != 1:
-            raise LookupError(f"no data: the query returned {len(series)} series, one is needed")
-        value = float(series[0]["value"][1])
-        if math.isnan(value):
-            raise LookupError("no data: the query's value is NaN (no requests in the window?)")
-        return value
+        return _value(answer)
 
     def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
         results = []
         for check in checks:
             try:
-                results.append(CheckResult(check, self.query(target.fill(check.query))))
+                value = self.query(target.fill(check.query))
+                low, high = check.possible
+                if not low <= value <= high:
+                    raise LookupError(f"garbage: {value:g}{check.unit} is not a possible {check.name}")
+                results.append(CheckResult(check, value))
             except LookupError as error:
                 results.append(CheckResult(check, None, str(error)))
         return results
+
+
+def _value(answer: bytes) -> float:
+    """The one finite value of an instant-query answer."""
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        raise LookupError(f"garbage: Prometheus' answer is not JSON: {answer[:80]!r}") from None
+    if not isinstance(body, dict):
+        raise LookupError(f"garbage: Prometheus' answer is not a JSON object: {answer[:80]!r}")
+    if body.get("status") != "success":
+        raise LookupError(f"Prometheus query failed: {str(body.get('error', body))[:300]}")
+    data = body.get("data")
+    data = data if isinstance(data, dict) else {}
+    series = data.get("result")
+    if not isinstance(series, list) or data.get("resultType") != "vector":
+        raise LookupError(f"garbage: not an instant vector: {answer[:120]!r}")
+    if len(series) != 1:
+        raise LookupError(f"no data: the query returned {len(series)} series, one is needed")
+    sample = series[0].get("value") if isinstance(series[0], dict) else None
+    text = sample[1] if isinstance(sample, list) and len(sample) == 2 else None
+    garbage = LookupError(f'garbage: the sample is not [time, "number"]: {str(sample)[:80]}')
+    if not isinstance(text, str):
+        raise garbage
+    try:
+        value = float(text)
+    except ValueError:
+        raise garbage from None
+    if math.isnan(value):
+        raise LookupError("no data: the query's value is NaN (no requests in the window?)")
+    if math.isinf(value):
+        raise LookupError(f"garbage: the query's value is {value}")
+    return value

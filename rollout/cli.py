@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
 from pulumi import automation as auto
 
-from rollout.checks import Check, CheckSpecError, Prometheus, builtin_checks, parse_check, parse_duration
+from rollout.checks import (
+    Check,
+    CheckSpecError,
+    Prometheus,
+    builtin_checks,
+    parse_bound,
+    parse_check,
+    parse_duration,
+    parse_prometheus_url,
+)
 from rollout.gate import Gate, StepsError, parse_steps
+from rollout.outcome import Outcome
 from rollout.promotion import NothingToPromote
-from rollout.runner import Report, Rollout, RunOptions, RunRefused, canary_target
-from rollout.stack import ApplyError, PulumiStack
+from rollout.runner import ReleaseStack, Report, Rollout, RunOptions, RunRefused, View, canary_target
+from rollout.stack import ApplyError, PulumiStack, UpdateInterrupted
 from rollout.view import ProgressView, describe
 from settings import SettingsError
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"  # `kubectl -n istio-system port-forward svc/prometheus 9090`
-EXIT_CODES = {"promoted": 0, "completed": 0, "aborted": 0, "rolled-back": 1, "lost": 1, "update-failed": 1}
-EXIT_REFUSED = 2
-EXIT_INTERRUPTED = 130
+POLICY_PACK = "policy"  # the project's own pack, run by every update unless --no-policy-pack
 T = TypeVar("T")
 
 
@@ -66,17 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--stack", "-s", help="stack name (default: the selected stack)")
     common.add_argument("--cwd", "-C", type=Path, default=Path.cwd(), help="the project directory (Pulumi.yaml)")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress on stderr")
-    common.add_argument("--policy-pack", action="append", default=[], help="run every update with this policy pack")
+    common.add_argument(
+        "--policy-pack",
+        action="append",
+        default=[],
+        help=f"run every update with this policy pack (default: the project's {POLICY_PACK}/)",
+    )
+    common.add_argument(
+        "--no-policy-pack", action="store_true", help="run updates without any policy pack (not recommended)"
+    )
     common.add_argument("--verbose", "-v", action="store_true", help="show pulumi's output of every update")
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
         "--prometheus-url",
+        type=_option(parse_prometheus_url),
         default=os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS),
         help=f"Prometheus' HTTP API (default: $CANARY_PROMETHEUS_URL or {DEFAULT_PROMETHEUS})",
     )
     analysis.add_argument("--window", type=_option(_window), default="1m", help="range of each query (default 1m)")
-    analysis.add_argument("--success-rate", type=float, default=99.0, help="minimum success rate in %% (default 99)")
-    analysis.add_argument("--max-latency", type=float, default=500.0, help="maximum p99 latency in ms (default 500)")
+    analysis.add_argument(
+        "--success-rate",
+        type=_option(lambda text: parse_bound(text, "--success-rate", 0, 100)),
+        default=99.0,
+        help="minimum success rate in %% (default 99)",
+    )
+    analysis.add_argument(
+        "--max-latency",
+        type=_option(lambda text: parse_bound(text, "--max-latency", 0, math.inf)),
+        default=500.0,
+        help="maximum p99 latency in ms (default 500)",
+    )
     analysis.add_argument(
         "--check",
         action="append",
@@ -99,7 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the run kept on the stack (after a kill)")
     commands.add_parser("promote", parents=[common], help="make the canary the stable version; retire the old one")
     commands.add_parser("abort", parents=[common], help="all traffic to the stable version now; end any run")
+    commands.add_parser("guard", parents=[common], help="fail when a canary run is in progress (for deploy jobs)")
     return parser
+
+
+def _policy_packs(args: argparse.Namespace) -> list[str]:
+    if args.no_policy_pack:
+        return []
+    if args.policy_pack:
+        return [str(pack) for pack in args.policy_pack]
+    own = Path(args.cwd) / POLICY_PACK
+    if not (own / "PulumiPolicy.yaml").is_file():
+        return []
+    if not (own / "venv").is_dir():  # named by PulumiPolicy.yaml; without it every update would fail
+        raise RunRefused(
+            f"the policy pack {own} has no virtualenv ({own / 'venv'}): run scripts/venv, or pass --no-policy-pack"
+        )
+    return [str(own)]
 
 
 def _stack_name(args: argparse.Namespace) -> str:
@@ -109,6 +152,14 @@ def _stack_name(args: argparse.Namespace) -> str:
     if current is None:
         raise RunRefused("no stack selected: pass --stack NAME or run `pulumi stack select NAME`")
     return current.name
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "no_builtin_checks", False) and not args.check:
+        parser.error("--no-builtin-checks needs at least one --check: a run with no checks would judge nothing")
+    return args
 
 
 def _checks(args: argparse.Namespace) -> list[Check]:
@@ -148,15 +199,17 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
         "deployed_split": deployed,
         "header": list(app.canary_header) if app.canary_header else None,
         "mirror_percent": app.mirror_percent,
-        "run": asdict(record) if record else None,
+        "run": record.as_dict() if record else None,
     }
 
 
 def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, object], int]:
     output = (lambda text: view.say(text.rstrip())) if args.verbose else None
-    stack = PulumiStack(_stack_name(args), args.cwd, args.policy_pack, on_output=output)
+    stack = PulumiStack(_stack_name(args), args.cwd, _policy_packs(args), on_output=output, notify=view.say)
     if args.command == "status":
         return status(stack, args, view), 0
+    if args.command == "guard":
+        return guard(stack, view)
     rollout = Rollout(stack, Prometheus(getattr(args, "prometheus_url", DEFAULT_PROMETHEUS)), view)
     if args.command == "run":
         record = rollout.claim(args.steps, args.resume)
@@ -172,15 +225,33 @@ def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, o
             if (active := stack.read_record()) is not None:
                 raise RunRefused(f"{active.describe()} is in progress; let it finish or `canary abort` it first")
             rollout.promote(report)
-            report.outcome = "promoted"
-    code = EXIT_INTERRUPTED if report.outcome == "interrupted" else EXIT_CODES[report.outcome]
-    view.say(f"outcome: {report.outcome}, weight {report.weight}")
+            report.outcome = Outcome.PROMOTED
+        served = stack.served()
+        report.deployed = served.describe() if served is not None else None
+    outcome = report.outcome or Outcome.INTERRUPTED
+    view.say(f"outcome: {outcome.word}, weight {report.weight}")
+    if report.deployed:
+        view.say(f"deployed: {report.deployed}")
     if report.updates:
         view.say(
             f"Pulumi.{stack.name}.yaml has the new settings: commit it, or the next `pulumi up` from a checkout "
             "without them (the deploy workflow) puts the old ones back"
         )
-    return report.as_dict(), code
+    return report.as_dict(), outcome.exit_code
+
+
+def guard(stack: ReleaseStack, view: View) -> tuple[dict[str, object], int]:
+    """For a deploy job before `pulumi up`: an update now would undo a run's step, or be undone by it."""
+    record = stack.read_record()
+    if record is None:
+        view.say(f"stack {stack.name}: no canary run in progress")
+        return {"stack": stack.name, "run": None}, 0
+    view.say(
+        f"stack {stack.name} has a canary run in progress: {record.describe()}.\n"
+        "Deploying now would change the split under it. Let it finish, `canary abort` it, "
+        "or deploy with force (the workflow's `force` input)."
+    )
+    return {"stack": stack.name, "run": record.as_dict()}, Outcome.REFUSED.exit_code
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -188,20 +259,23 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     view = ProgressView(sys.stderr if args.json else sys.stdout)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result, code = _dispatch(args, view)
     except (SettingsError, RunRefused, NothingToPromote) as error:
         print(f"canary {args.command}: {error}", file=sys.stderr)
-        return EXIT_REFUSED
+        return Outcome.REFUSED.exit_code
     except ApplyError as error:
         print(f"canary {args.command}: {error}", file=sys.stderr)
-        return EXIT_CODES["update-failed"]
+        return Outcome.UPDATE_FAILED.exit_code
+    except UpdateInterrupted as error:
+        print(f"canary {args.command}: interrupted: {error}", file=sys.stderr)
+        return Outcome.INTERRUPTED.exit_code
     except KeyboardInterrupt:
         print(f"canary {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return Outcome.INTERRUPTED.exit_code
     if args.json:
         print(json.dumps(result, indent=2))
     return code

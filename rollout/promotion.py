@@ -51,3 +51,17 @@ def promotion_phases(app: AppSettings) -> list[Phase]:
         swap["mirrorPercent"] = "0"
     phases.append(Phase(f"make {app.canary.label} stable and retire {app.stable.label}", swap))
     return phases
+
+
+def back_to_stable(app: AppSettings) -> tuple[dict[str, str], list[str]]:
+    """A rollback's or abort's changes: every request to the stable version (weight 0, and the header route
+    and mirroring off, which would keep sending requests to a canary that just failed); and what was turned off."""
+    changes = {"canaryWeight": "0"}
+    turned_off = []
+    if app.canary_header is not None:
+        changes["canaryHeaderName"] = ""
+        turned_off.append(f"header route {app.canary_header[0]}")
+    if app.mirror_percent:
+        changes["mirrorPercent"] = "0"
+        turned_off.append(f"mirroring of {app.mirror_percent}% of requests")
+    return changes, turned_off

@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from rollout.gate import Progress
+from rollout.outcome import RunPhase
 
 TAG = "canary:run"
 TAG_VALUE_LIMIT = 256
 
 
 def this_host() -> str:
-    return socket.gethostname()[:32]  # bounded, so a record of gate.MAX_STEPS steps fits a tag
+    return socket.gethostname()[:24]  # bounded, so a record of gate.MAX_STEPS steps fits a tag
 
 
 def now() -> str:
@@ -38,11 +39,12 @@ class RunRecord:
     step: int
     failed: int
     errors: int
+    phase: RunPhase = RunPhase.STEPPING
 
     @classmethod
-    def begin(cls, steps: tuple[int, ...]) -> RunRecord:
+    def begin(cls, steps: tuple[int, ...], phase: RunPhase = RunPhase.STEPPING) -> RunRecord:
         stamp = now()
-        return cls(uuid.uuid4().hex[:8], this_host(), os.getpid(), stamp, stamp, steps, 0, 0, 0)
+        return cls(uuid.uuid4().hex[:8], this_host(), os.getpid(), stamp, stamp, steps, 0, 0, 0, phase)
 
     @property
     def progress(self) -> Progress:
@@ -52,6 +54,10 @@ class RunRecord:
         return replace(
             self, step=progress.step, failed=progress.failed_checks, errors=progress.consecutive_errors, updated=now()
         )
+
+    def entering(self, phase: RunPhase) -> RunRecord:
+        """The same run, now in `phase`: recorded before the phase's first update, so a resume finishes it."""
+        return replace(self, phase=phase, updated=now())
 
     def taken_over(self) -> RunRecord:
         """The same run, continued by this process."""
@@ -75,13 +81,20 @@ class RunRecord:
 
     def describe(self) -> str:
         weight = self.steps[self.step] if self.step < len(self.steps) else self.steps[-1]
+        where = {
+            RunPhase.STEPPING: f"at step {self.step + 1} of {len(self.steps)}, weight {weight}",
+            RunPhase.ROLLING_BACK: f"rolling back from step {self.step + 1} of {len(self.steps)}",
+            RunPhase.PROMOTING: "promoting",
+        }[self.phase]
         return (
-            f"run {self.id} (pid {self.pid} on {self.host}, started {self.started}, last update {self.updated}) "
-            f"at step {self.step + 1} of {len(self.steps)}, weight {weight}"
+            f"run {self.id} (pid {self.pid} on {self.host}, started {self.started}, last update {self.updated}) {where}"
         )
 
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "phase": self.phase.value}
+
     def encode(self) -> str:
-        value = json.dumps(asdict(self), separators=(",", ":"))
+        value = json.dumps(self.as_dict(), separators=(",", ":"))
         if len(value) > TAG_VALUE_LIMIT:
             raise ValueError(f"the run record is {len(value)} characters; a stack tag holds {TAG_VALUE_LIMIT}")
         return value
@@ -89,4 +102,5 @@ class RunRecord:
     @classmethod
     def decode(cls, value: str) -> RunRecord:
         fields = json.loads(value)
-        return cls(**{**fields, "steps": tuple(fields["steps"])})
+        phase = RunPhase(fields.get("phase", RunPhase.STEPPING.value))  # records of older versions have none
+        return cls(**{**fields, "steps": tuple(fields["steps"]), "phase": phase})

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rollout.checks import Check, CheckResult, Target
+from rollout.deployed import Served
 from rollout.gate import Gate, Progress, Verdict, judge
-from rollout.promotion import promotion_phases
+from rollout.outcome import Outcome, RunPhase
+from rollout.promotion import NothingToPromote, back_to_stable, promotion_phases
 from rollout.record import RunRecord
-from rollout.stack import ApplyError
+from rollout.stack import ApplyError, Update
 from settings import Settings
 
 
@@ -20,6 +22,9 @@ class ReleaseStack(Protocol):
 
     def settings(self, changes: Mapping[str, str] | None = None) -> Settings: ...
     def apply(self, changes: Mapping[str, str], message: str) -> float: ...
+    def served(self) -> Served | None: ...
+    def last_update(self) -> Update | None: ...
+    def updates_since(self, version: int) -> list[Update]: ...
     def read_record(self) -> RunRecord | None: ...
     def write_record(self, record: RunRecord) -> None: ...
     def clear_record(self) -> None: ...
@@ -56,6 +61,15 @@ class RunLost(Exception):
     """The run's record was removed (abort) or taken over (resume) by another process."""
 
 
+class SplitChanged(Exception):
+    """Someone else changed what the stack serves (a merge deploying main, a manual `pulumi up`)."""
+
+
+ROLLBACK_ATTEMPTS = 3
+ROLLBACK_RETRY_SECONDS = 5.0
+ABORT = "canary: abort"  # how an abort's update is named in the stack's history
+
+
 @dataclass(frozen=True)
 class RunOptions:
     gate: Gate
@@ -71,10 +85,12 @@ class Report:
     stack: str
     run_id: str
     steps: tuple[int, ...]
-    outcome: str = "running"
+    outcome: Outcome | None = None
     weight: int = 0
     analyses: list[dict[str, object]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    turned_off: list[str] = field(default_factory=list)
+    deployed: str | None = None
     started: float = 0.0
     finished: float = 0.0
 
@@ -87,8 +103,10 @@ class Report:
         return {
             "stack": self.stack,
             "run": self.run_id,
-            "outcome": self.outcome,
+            "outcome": self.outcome.word if self.outcome else None,
             "weight": self.weight,
+            "deployed": self.deployed,
+            "turned_off": self.turned_off,
             "steps": list(self.steps),
             "updates": self.updates,
             "analyses": self.analyses,
@@ -108,6 +126,9 @@ class Rollout:
         self.analyst = analyst
         self.view = view
         self.clock = clock or SystemClock()
+        self._record: RunRecord | None = None
+        self._seen = 0  # the stack's last update when this run last saw it serve what it deployed
+        self._canary = ""  # the version the run is judging
 
     def claim(self, steps: tuple[int, ...], resume: bool) -> RunRecord:
         """This process's run record, written to the stack; refuses when another run owns it."""
@@ -134,75 +155,203 @@ class Rollout:
         return record
 
     def run(self, options: RunOptions, record: RunRecord) -> Report:
-        """Walk the steps from where the record says; roll back, promote or stop as the analyses decide."""
+        """Walk the steps from where the record says; roll back, promote or stop as the analyses decide.
+
+        A run recorded as rolling back or promoting (killed in that phase) finishes that phase, never
+        goes back to its steps."""
         self._record = record
         gate = replace(options.gate, steps=record.steps)  # a resumed run keeps the steps it started with
         report = Report(self.stack.name, record.id, record.steps, started=self.clock.monotonic())
         settings = self.stack.settings()
         report.weight = settings.app.canary_weight
+        self._canary = settings.app.canary.label
+        self._seen = self._last_version()
         try:
-            verdict = self._walk_steps(gate, options, report, canary_target(settings, options.window))
-            if verdict is Verdict.ROLLBACK:
-                self._update(report, {"canaryWeight": "0"}, f"roll back from weight {report.weight}")
-                report.weight, report.outcome = 0, "rolled-back"
-            elif options.promote:
-                self.promote(report)
-                report.weight, report.outcome = 0, "promoted"
+            if record.phase is RunPhase.ROLLING_BACK:
+                self.view.say(f"run {record.id} was rolling back: finishing the rollback")
+                verdict = Verdict.ROLLBACK
+            elif record.phase is RunPhase.PROMOTING:
+                self.view.say(f"run {record.id} was promoting: finishing the promotion")
+                verdict = Verdict.COMPLETE
             else:
-                report.outcome = "completed"
+                verdict = self._walk_steps(gate, options, report, canary_target(settings, options.window))
+            if verdict is Verdict.ROLLBACK:
+                self._enter(RunPhase.ROLLING_BACK)
+                self._to_stable(report, f"roll back from weight {report.weight}")
+                report.outcome = Outcome.ROLLED_BACK
+            elif options.promote:
+                self._enter(RunPhase.PROMOTING)
+                self._finish_promotion(report, resumed=record.phase is RunPhase.PROMOTING)
+                report.outcome = Outcome.PROMOTED
+            else:
+                report.outcome = Outcome.COMPLETED
             self.stack.clear_record()
         except RunLost as lost:
-            report.outcome = "lost"
+            report.outcome = Outcome.LOST
             self.view.say(str(lost))
-        except (KeyboardInterrupt, ApplyError) as stopped:
-            report.outcome = "interrupted" if isinstance(stopped, KeyboardInterrupt) else "update-failed"
+        except SplitChanged as changed:
+            report.outcome = Outcome.HELD
             self.view.say(
-                f"{stopped or 'interrupted'}\nrun {record.id} stopped at weight {report.weight}; its progress is kept "
-                "on the stack: `canary run --resume` continues it, `canary abort` sends all traffic back to stable"
+                f"{changed}\nrun {record.id} stops here without another change; its record is kept: "
+                "`canary run --resume` reapplies its step, `canary abort` sends all traffic back to stable"
+            )
+        except (KeyboardInterrupt, ApplyError) as stopped:
+            report.outcome = Outcome.INTERRUPTED if isinstance(stopped, KeyboardInterrupt) else Outcome.UPDATE_FAILED
+            phase = self._record.phase if self._record else RunPhase.STEPPING
+            then = {
+                RunPhase.STEPPING: "`canary run --resume` continues it",
+                RunPhase.ROLLING_BACK: "`canary run --resume` or `canary abort` finishes the rollback",
+                RunPhase.PROMOTING: "`canary run --resume` finishes the promotion",
+            }[phase]
+            self.view.say(
+                f"{stopped or 'interrupted'}\nrun {record.id} stopped; its progress is kept on the stack: {then}, "
+                "`canary abort` sends all traffic back to stable"
             )
         finally:
             report.finished = self.clock.monotonic()
+            self._describe_deployed(report)
         return report
 
+    def _describe_deployed(self, report: Report) -> None:
+        try:
+            served = self.stack.served()
+        except Exception as error:  # the report must come out even when the backend cannot be read
+            report.deployed = f"unknown ({error})"
+            return
+        if served is not None:
+            report.weight = served.canary_weight
+            report.deployed = served.describe()
+
     def _walk_steps(self, gate: Gate, options: RunOptions, report: Report, target: Target) -> Verdict:
+        assert self._record is not None
         progress = self._record.progress
         verdict = Verdict.ADVANCE
         while verdict is Verdict.ADVANCE:
             weight = gate.steps[progress.step]
             self._update(report, {"canaryWeight": str(weight)}, f"step {progress.step + 1}/{len(gate.steps)}")
             report.weight = weight
-            self._save(progress)
             verdict = Verdict.HOLD
             while verdict is Verdict.HOLD:
                 step = progress.step
                 results = self._analyse(options, target, step, weight)
+                self._check_hands_off(report)
                 verdict, progress = judge(gate, progress, results)
                 report.add_analysis(step, weight, verdict, results)
                 self.view.analysed(step, weight, results, verdict)
                 self._save(progress)
         return verdict
 
+    def _finish_promotion(self, report: Report, resumed: bool) -> None:
+        try:
+            self.promote(report)
+        except NothingToPromote:
+            if not resumed:
+                raise
+            self.view.say("the promotion's last phase had been applied; nothing left to do")  # killed before clearing
+
     def promote(self, report: Report) -> None:
         phases = promotion_phases(self.stack.settings().app)
         pending: dict[str, str] = {}
-        for phase in phases:  # all phases are validated before the first changes anything
+        for phase in phases:  # all phases are validated before the first is applied
             pending.update(phase.changes)
             self.stack.settings(pending)
         for phase in phases:
             self._update(report, phase.changes, f"promote: {phase.description}")
 
     def abort(self, report: Report) -> None:
-        self._update(report, {"canaryWeight": "0"}, "abort")
-        report.weight, report.outcome = 0, "aborted"
+        """All traffic to stable: weight 0, header route and mirroring off. A run's record is taken over
+        first (so the run stops) and marked rolling back, so a failed abort is finished by resume or abort."""
+        record = self.stack.read_record()
+        if record is not None:
+            self._record = record.taken_over().entering(RunPhase.ROLLING_BACK)
+            self.stack.write_record(self._record)
+        self._to_stable(report, "abort", name=ABORT)
+        report.outcome = Outcome.ABORTED
         self.stack.clear_record()
 
-    def _update(self, report: Report, changes: Mapping[str, str], what: str) -> None:
+    def _to_stable(self, report: Report, what: str, name: str | None = None) -> None:
+        """Every request to the stable version, retried: a rollback is finished, never left half-way."""
+        for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
+            changes, turned_off = back_to_stable(self.stack.settings().app)
+            try:
+                self._update(report, changes, what, name=name, guard=False)
+                break
+            except ApplyError as error:
+                if attempt == ROLLBACK_ATTEMPTS:
+                    raise
+                wait = ROLLBACK_RETRY_SECONDS * attempt
+                self.view.say(
+                    f"{what} failed (attempt {attempt} of {ROLLBACK_ATTEMPTS}): {error}\nretrying in {wait:g}s"
+                )
+                self.clock.sleep(wait)
+        report.weight = 0
+        report.turned_off += turned_off
+        if turned_off:
+            self.view.say(f"turned off: {', '.join(turned_off)}")
+
+    def _update(
+        self, report: Report, changes: Mapping[str, str], what: str, name: str | None = None, guard: bool = True
+    ) -> None:
         summary = ", ".join(f"{key}={value}" for key, value in changes.items())
         self.view.say(f"{what}: {summary} (pulumi up)")
-        prefix = f"canary {report.run_id}" if report.run_id else "canary"
+        prefix = name or (f"canary {report.run_id}" if report.run_id else "canary")
         seconds = self.stack.apply(changes, f"{prefix}: {what}: {summary}")
         report.updates.append({"what": what, "changes": dict(changes), "seconds": round(seconds, 3)})
         self.view.say(f"{what}: applied in {seconds:.1f} s")
+        if guard and self._record is not None:  # a run's update; `canary promote` alone has no run to guard
+            self._check_nothing_slipped_in(report)
+
+    def _last_version(self) -> int:
+        last = self.stack.last_update()
+        return last.version if last is not None else 0
+
+    def _check_nothing_slipped_in(self, report: Report) -> None:
+        """After a run's update: no one else's update ran between the run's last look and its update (which
+        replaced it). An abort that slipped in is honoured at once; any other change stops the run."""
+        mine = f"canary {report.run_id}:"
+        updates = self.stack.updates_since(self._seen)
+        ours = next((update for update in updates if update.message.startswith(mine)), None)
+        if ours is None:
+            return
+        slipped = [u for u in updates if u.version < ours.version and not u.message.startswith(mine)]
+        self._seen = ours.version
+        if any(update.message.startswith(ABORT) for update in slipped):
+            self._to_stable(report, "abort (another process aborted while this update waited)", name=ABORT)
+            raise RunLost(f"run {report.run_id} was aborted elsewhere; the abort stands (all traffic to stable)")
+        if slipped:
+            raise SplitChanged(
+                f"update {slipped[0].version} ({slipped[0].message or 'no message'}) by someone else ran just "
+                f"before this run's update {ours.version}, which replaced it"
+            )
+
+    def _check_hands_off(self, report: Report) -> None:
+        """Before each analysis: this run still owns the stack and the stack still serves what it deployed."""
+        assert self._record is not None
+        stored = self.stack.read_record()
+        if not self._record.owns(stored):
+            raise RunLost(self._lost(stored))
+        served = self.stack.served()
+        if served is not None and (served.canary_weight, served.canary) != (report.weight, self._canary):
+            last = self.stack.last_update()
+            by = repr(last.message) if last is not None else "?"
+            raise SplitChanged(
+                f"someone else changed what stack {self.stack.name} serves: {served.describe()}, not weight "
+                f"{report.weight} for {self._canary} as this run deployed (last update: {by})"
+            )
+        self._seen = self._last_version()
+
+    def _lost(self, stored: RunRecord | None) -> str:
+        assert self._record is not None
+        by = "aborted" if stored is None else "taken over by " + stored.describe()
+        return f"run {self._record.id} no longer owns stack {self.stack.name} ({by}); stopping without changes"
+
+    def _enter(self, phase: RunPhase) -> None:
+        assert self._record is not None
+        stored = self.stack.read_record()
+        if not self._record.owns(stored):
+            raise RunLost(self._lost(stored))
+        self._record = self._record.entering(phase)
+        self.stack.write_record(self._record)
 
     def _analyse(self, options: RunOptions, target: Target, step: int, weight: int) -> list[CheckResult]:
         """Wait one interval, showing the checks as they stand every `poll` seconds, then judge them."""
@@ -214,12 +363,9 @@ class Rollout:
         return self.analyst.evaluate(options.checks, target)
 
     def _save(self, progress: Progress) -> None:
-        record = self._record
+        assert self._record is not None
         stored = self.stack.read_record()
-        if not record.owns(stored):
-            raise RunLost(
-                f"run {record.id} no longer owns stack {self.stack.name} "
-                f"({'aborted' if stored is None else 'taken over by ' + stored.describe()}); stopping without changes"
-            )
-        self._record = record.moved_to(progress)
+        if not self._record.owns(stored):
+            raise RunLost(self._lost(stored))
+        self._record = self._record.moved_to(progress)
         self.stack.write_record(self._record)

@@ -57,6 +57,7 @@ HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 HEADER_VALUE = re.compile(r"^[!-~]([ -~]*[!-~])?$")  # visible ASCII, inner spaces; HTTP trims the ends
 IGNORED_HEADERS = ("uri", "scheme", "method", "authority")  # Istio ignores header matches on these
 MAX_HEADER_LENGTH = 256  # ours: far above any real canary header, far below Envoy's 60 KiB header block
+MIN_HEADER_VALUE = 16
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 NODE_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # EKS CreateNodegroup's rule
 AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
@@ -261,6 +262,24 @@ def _read_node_group(read: _Reader) -> NodeGroup:
     return group
 
 
+def _read_access(read: _Reader) -> dict[str, tuple[str, ...]]:
+    """clusterAdminArns and clusterViewerArns: EKS allows one access entry per principal."""
+    admins = read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    viewers = read.string_list("clusterViewerArns", IAM_PRINCIPAL, "IAM role or user ARNs")
+    for key, arns in (("clusterAdminArns", admins), ("clusterViewerArns", viewers)):
+        repeated = sorted({arn for arn in arns if arns.count(arn) > 1})
+        if repeated:
+            read.fail(key, list(arns), f"must list each ARN once (repeated: {', '.join(repeated)})")
+    both = sorted(set(admins) & set(viewers))
+    if both:
+        read.fail(
+            "clusterViewerArns",
+            list(viewers),
+            f"must not repeat an ARN of clusterAdminArns (one access entry per principal): {', '.join(both)}",
+        )
+    return {"admin_arns": admins, "viewer_arns": viewers}
+
+
 def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     mode = read.choice("clusterMode", ("eks", "existing"))
     kubeconfig = read.text("kubeconfig") or None
@@ -283,7 +302,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         ),
         vpc=_read_vpc(read),
         node_group=_read_node_group(read),
-        admin_arns=read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs"),
+        **_read_access(read),
         prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
         api_access_cidrs=_read_api_access(read),
     )
@@ -296,7 +315,8 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         istio_version=read.checked(
             "istioVersion",
             _istio_version,
-            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, e.g. 1.31.1",
+            f"must be an Istio release 1.{OLDEST_ISTIO_MINOR}.0 or later, "
+            f"e.g. {declared_settings()['istioVersion']['default']}",
             "",
         ),
         ingress_service_type=service_type,  # type: ignore[arg-type]  # checked by choice()
@@ -353,8 +373,13 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
     value = read._raw("canaryHeaderValue")
     if not name:
         return None
-    if not value:
-        read.fail("canaryHeaderValue", value, f"must not be empty while canaryHeaderName is {name}")
+    if len(value) < MIN_HEADER_VALUE:  # no default: a guessable value would let anyone reach the canary
+        read.fail(
+            "canaryHeaderValue",
+            value,
+            f"must be at least {MIN_HEADER_VALUE} characters while canaryHeaderName is {name}, "
+            "a value nobody guesses (e.g. `openssl rand -hex 8`)",
+        )
     elif len(value) > MAX_HEADER_LENGTH or not HEADER_VALUE.fullmatch(value):
         read.fail(
             "canaryHeaderValue",

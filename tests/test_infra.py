@@ -73,6 +73,26 @@ def test_extra_admins_get_access_entries() -> None:
     assert [entry["principalArn"] for entry in entries.values()] == [arn]
 
 
+def test_viewers_get_view_only_access_entries_beside_the_admins() -> None:
+    """clusterViewerArns (e.g. the preview role) can read the cluster and nothing more; admins keep cluster-admin."""
+    admin, viewer = "arn:aws:iam::123456789012:role/platform-team", "arn:aws:iam::123456789012:role/canary-preview"
+    run = run_program({"clusterAdminArns": f'["{admin}"]', "clusterViewerArns": f'["{viewer}"]'})
+    entries = run.named("cluster-eks").inputs["accessEntries"]
+    policies = {
+        entry["principalArn"]: [
+            (association["policyArn"].rsplit("/", 1)[1], association["accessScope"]["type"])
+            for association in entry["accessPolicies"].values()
+        ]
+        for entry in entries.values()
+    }
+    assert policies == {
+        admin: [("AmazonEKSClusterAdminPolicy", "cluster")],
+        viewer: [("AmazonEKSViewPolicy", "cluster")],
+    }
+    # No Kubernetes groups: the view policy is all a viewer gets.
+    assert not any(entry.get("kubernetesGroups") for entry in entries.values())
+
+
 def test_every_kubernetes_resource_uses_the_clusters_provider(eks_run: ProgramRun) -> None:
     (provider,) = eks_run.of_type(PROVIDER)
     assert provider.name == "cluster-k8s"

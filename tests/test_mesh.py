@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mesh import charts
+from settings import declared_settings
 from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SERVICE = "kubernetes:core/v1:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+ISTIO_VERSION = declared_settings()["istioVersion"]["default"]  # the one pin, in Pulumi.yaml
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def test_istio_comes_from_its_official_charts_at_the_configured_version(eks_run:
     for release, chart in charts_by_release:
         inputs = eks_run.named(release, RELEASE).inputs
         assert inputs["chart"] == chart
-        assert inputs["version"] == "1.31.1"
+        assert inputs["version"] == ISTIO_VERSION
         assert inputs["repositoryOpts"]["repo"] == charts.ISTIO_CHARTS
         assert inputs["namespace"] == "istio-system"
         assert inputs["name"] == release, "release names are fixed: the gateway Service is named after its release"
@@ -116,7 +118,7 @@ def test_addons_are_pinned_and_wired_together(eks_run: ProgramRun) -> None:
     assert grafana["datasources"]["datasources.yaml"]["datasources"][0]["url"] == charts.prometheus_url()
     dashboards = grafana["dashboards"]["istio"]
     assert {"istio-mesh", "istio-service", "istio-workload", "istio-control-plane"} <= dashboards.keys()
-    assert all("/istio/istio/1.31.1/" in dashboard["url"] for dashboard in dashboards.values())
+    assert all(f"/istio/istio/{ISTIO_VERSION}/" in dashboard["url"] for dashboard in dashboards.values())
     kiali = releases["kiali"]["values"]["external_services"]
     assert kiali["prometheus"]["url"] == charts.prometheus_url()
     assert kiali["grafana"]["internal_url"] == charts.grafana_url() and kiali["grafana"]["enabled"] is True

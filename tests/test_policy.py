@@ -73,27 +73,46 @@ def split(weights: dict[str, int], stable: str = "v1", subsets: tuple[str, ...] 
 # --- traffic split ---------------------------------------------------------------------
 
 
+def check_split(resources: list[PolicyResource], config: dict[str, Any] | None = None) -> list[str]:
+    """The VirtualService through the per-resource rule, as the engine runs it before changing it."""
+    virtual_service = resources[0]
+    args = ResourceValidationArgs(
+        virtual_service.resource_type, virtual_service.props, "urn", "r", OPTIONS, None, config
+    )
+    return violations(rules.validate_traffic_split, args)
+
+
 def test_split_within_the_cap_passes() -> None:
-    assert check_stack(rules.validate_traffic_split, split({"v1": 90, "v2": 10})) == []
+    assert check_split(split({"v1": 90, "v2": 10})) == []
+    assert check_stack(rules.validate_traffic_split_subsets, split({"v1": 90, "v2": 10})) == []
 
 
 def test_split_not_summing_to_100_fails() -> None:
-    (message,) = check_stack(rules.validate_traffic_split, split({"v1": 90, "v2": 20}))
+    (message,) = check_split(split({"v1": 90, "v2": 20}))
     assert "sum to 110, not 100" in message
 
 
 def test_split_to_an_undefined_subset_fails() -> None:
-    (message,) = check_stack(rules.validate_traffic_split, split({"v1": 90, "v3": 10}))
+    (message,) = check_stack(rules.validate_traffic_split_subsets, split({"v1": 90, "v3": 10}))
     assert "subset 'v3'" in message and "Add the version to the DestinationRule" in message
 
 
 def test_canary_above_the_cap_fails_unless_promoted() -> None:
-    (message,) = check_stack(rules.validate_traffic_split, split({"v1": 40, "v2": 60}))
+    (message,) = check_split(split({"v1": 40, "v2": 60}))
     assert "above the maximum of 50%" in message and "canaryWeight 100" in message
-    assert check_stack(rules.validate_traffic_split, split({"v1": 0, "v2": 100})) == []
-    assert check_stack(rules.validate_traffic_split, split({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
-    blocked = check_stack(rules.validate_traffic_split, split({"v1": 0, "v2": 100}), {"allowPromotion": False})
+    assert check_split(split({"v1": 0, "v2": 100})) == []
+    assert check_split(split({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
+    blocked = check_split(split({"v1": 0, "v2": 100}), {"allowPromotion": False})
     assert len(blocked) == 1 and "promotions are disabled" in blocked[0]
+
+
+def test_the_weight_cap_is_a_resource_rule_so_it_acts_before_the_change() -> None:
+    """Stack rules run only after every step of an update that skips its preview (Automation API `up`,
+    `pulumi/actions`, `pulumi up --skip-preview`); resource rules run before each resource's step."""
+    kinds = {policy.name: type(policy).__name__ for policy in rules.POLICIES}
+    assert kinds["traffic-split"] == "ResourceValidationPolicy"
+    cap = next(policy for policy in rules.POLICIES if policy.name == "traffic-split")
+    assert cap.config_schema is rules.SPLIT_CONFIG
 
 
 # --- workloads -------------------------------------------------------------------------
@@ -237,7 +256,8 @@ def pack_violations(run: ProgramRun, config: dict[str, Any] | None = None) -> li
         found += check_stack(stack_rule, resources, config)
     for resource_rule in rules.RESOURCE_RULES.values():
         for item in resources:
-            found += check_resource(resource_rule, item.resource_type, dict(item.props))
+            args = ResourceValidationArgs(item.resource_type, dict(item.props), "urn", "r", OPTIONS, None, config)
+            found += violations(resource_rule, args)
     return found
 
 
@@ -263,14 +283,20 @@ def test_a_lone_unweighted_route_to_the_canary_counts_as_all_traffic() -> None:
     resources = split({"v1": 0, "v2": 0})
     lone = {"route": [{"destination": {"host": "nginx", "subset": "v2"}}]}
     resources[0].props["spec"]["http"] = [lone]
-    (message,) = check_stack(rules.validate_traffic_split, resources, {"allowPromotion": False})
+    (message,) = check_split(resources, {"allowPromotion": False})
     assert "sends 100% to canary 'v2'" in message
-    resources[0].props["spec"]["http"] = [{"match": [{"headers": {"x-canary": {"exact": "always"}}}], **lone}]
-    assert check_stack(rules.validate_traffic_split, resources, {"allowPromotion": False}) == []
+    resources[0].props["spec"]["http"] = [{"match": [{"headers": {"x-canary": {"exact": "s3cr3t-t3st3r"}}}], **lone}]
+    assert check_split(resources, {"allowPromotion": False}) == []
 
 
 def test_a_header_route_to_the_canary_is_not_a_traffic_share() -> None:
-    config = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
+    config = {
+        **EXISTING_CLUSTER,
+        "canaryWeight": "10",
+        "canaryHeaderName": "x-canary",
+        "canaryHeaderValue": "3f9c2a7be1d04c58",
+        "mirrorPercent": "20",
+    }
     assert pack_violations(run_program(config), {"allowPromotion": False}) == []
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,14 +21,17 @@ from rollout.checks import (
     parse_check,
     parse_duration,
 )
-from rollout.cli import build_parser
+from rollout.cli import _policy_packs, build_parser
+from rollout.deployed import deployed_config, served_by
 from rollout.gate import Gate, Progress, StepsError, Verdict, judge, parse_steps
-from rollout.promotion import NothingToPromote, promotion_phases
+from rollout.outcome import Outcome, RunPhase
+from rollout.promotion import NothingToPromote, back_to_stable, promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
-from rollout.stack import restorations
+from rollout.runner import RunRefused
+from rollout.stack import reconciliations
 from rollout.view import ProgressView
 from settings import AppSettings, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig
+from tests.harness import EXISTING_CLUSTER, DictConfig, run_program
 
 SUCCESS, LATENCY = builtin_checks()
 GATE = Gate(steps=(10, 25, 50, 100), threshold=2, error_limit=3)
@@ -171,7 +177,7 @@ def test_promotion_after_a_full_shift_is_only_the_swap_and_the_result_is_valid()
 
 
 def test_promotion_turns_the_header_route_off() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "always", "canaryWeight": "100"}
+    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "canaryWeight": "100"}
     swap = promotion_phases(app_settings(header))[-1]
     assert swap.changes["canaryHeaderName"] == ""
     assert app_settings({**header, **swap.changes}).canary_header is None
@@ -181,8 +187,10 @@ def test_the_run_record_fits_a_stack_tag_and_round_trips() -> None:
     longest = parse_steps(",".join(str(weight) for weight in range(5, 101, 5)))
     assert len(longest) == 20
     record = RunRecord.begin(longest)
-    worst = replace(record, host="x" * 32, pid=4194304, step=19, failed=9)  # the longest host a record keeps
-    assert len(worst.encode()) <= TAG_VALUE_LIMIT
+    for phase in RunPhase:  # the longest host a record keeps, in each phase
+        worst = replace(record, host="x" * 24, pid=4194304, step=19, failed=9, phase=phase)
+        assert len(worst.encode()) <= TAG_VALUE_LIMIT
+        assert RunRecord.decode(worst.encode()) == worst
     assert RunRecord.decode(record.encode()) == record
     moved = record.moved_to(Progress(step=3, failed_checks=1, consecutive_errors=2))
     assert (moved.step, moved.failed, moved.errors) == (3, 1, 2)
@@ -227,13 +235,16 @@ def test_bad_options_name_the_option_the_value_and_the_rule(
     assert message in capsys.readouterr().err
 
 
-def test_a_failed_update_puts_back_only_what_it_changed_and_nobody_changed_since() -> None:
+def test_a_failed_update_sets_the_config_to_what_is_deployed_sparing_what_others_changed_since() -> None:
     before = {"canary:canaryWeight": "10", "canary:stableReplicas": "2"}
-    changes = {"canaryWeight": "25", "canaryReplicas": "3"}
-    now = {"canary:canaryWeight": "25", "canary:canaryReplicas": "3", "canary:stableReplicas": "2"}
-    assert restorations("canary", before, changes, now) == {"canaryWeight": "10", "canaryReplicas": None}
+    changes = {"canaryWeight": "60", "canaryReplicas": "3"}
+    now = {"canary:canaryWeight": "60", "canary:canaryReplicas": "3", "canary:stableReplicas": "2"}
+    refused = {"canaryWeight": "10"}  # the policy refused the VirtualService: the state still serves 10
+    assert reconciliations("canary", before, changes, now, refused) == {"canaryWeight": "10", "canaryReplicas": None}
+    applied = {"canaryWeight": "60", "canaryReplicas": "3"}  # it failed after the VirtualService changed
+    assert reconciliations("canary", before, changes, now, applied) == {"canaryWeight": "60", "canaryReplicas": "3"}
     aborted_meanwhile = {**now, "canary:canaryWeight": "0"}
-    assert restorations("canary", before, changes, aborted_meanwhile) == {"canaryReplicas": None}
+    assert reconciliations("canary", before, changes, aborted_meanwhile, refused) == {"canaryReplicas": None}
 
 
 def test_promoting_an_empty_canary_slot_is_refused() -> None:
@@ -261,3 +272,74 @@ def test_the_live_view_redraws_one_line_on_a_terminal_and_prints_lines_elsewhere
             assert stream.getvalue() == "".join(f"\r\033[K{line}" for line in expected) + "\r\033[K" + verdict
         else:
             assert stream.getvalue() == "".join(f"{line}\n" for line in expected) + verdict
+
+
+def test_outcomes_carry_their_report_word_and_exit_code() -> None:
+    codes = {outcome.word: outcome.exit_code for outcome in Outcome}
+    assert codes == {
+        "promoted": 0,
+        "completed": 0,
+        "aborted": 0,
+        "rolled-back": 1,
+        "update-failed": 1,
+        "lost": 1,
+        "held": 1,
+        "refused": 2,
+        "interrupted": 130,
+    }
+
+
+def test_a_record_of_an_older_version_is_a_run_in_its_steps() -> None:
+    record = RunRecord.begin((10, 50))
+    old = {key: value for key, value in json.loads(record.encode()).items() if key != "phase"}
+    assert RunRecord.decode(json.dumps(old)).phase is RunPhase.STEPPING
+    rolling_back = record.entering(RunPhase.ROLLING_BACK)
+    assert RunRecord.decode(rolling_back.encode()).phase is RunPhase.ROLLING_BACK
+    assert "rolling back from step 1 of 2" in rolling_back.describe()
+
+
+def test_back_to_stable_turns_off_everything_that_reaches_the_canary() -> None:
+    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
+    changes, turned_off = back_to_stable(app_settings({"canaryWeight": "25", **header}))
+    assert changes == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
+    assert turned_off == ["header route x-canary", "mirroring of 20% of requests"]
+    after = app_settings({"canaryWeight": "25", **header, **changes})
+    assert (after.canary_weight, after.canary_header, after.mirror_percent) == (0, None, 0)
+    assert back_to_stable(app_settings({"canaryWeight": "25"})) == ({"canaryWeight": "0"}, [])
+
+
+def state_of(config: dict[str, str]) -> list[dict[str, Any]]:
+    """The resources of a stack's state as `pulumi stack export` gives them: outputs are what was applied."""
+    run = run_program({**EXISTING_CLUSTER, **config})
+    return [{"type": r.type, "outputs": r.inputs} for r in run.resources if r.custom]
+
+
+def test_what_is_deployed_is_read_from_the_state() -> None:
+    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
+    resources = state_of({"canaryWeight": "25", "canaryReplicas": "2", **header})
+    split = served_by(resources)
+    assert split is not None
+    assert (split.split, split.stable, split.canary, split.canary_weight) == ({"v1": 75, "v2": 25}, "v1", "v2", 25)
+    assert split.describe() == "v1 75% / v2 25%, header route x-canary -> v2, 20% mirrored to v2"
+    config = deployed_config(resources)
+    assert {key: config[key] for key in ("canaryWeight", "canaryHeaderName", "mirrorPercent", "canaryReplicas")} == {
+        "canaryWeight": "25",
+        "canaryHeaderName": "x-canary",
+        "mirrorPercent": "20",
+        "canaryReplicas": "2",
+    }
+    assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
+    assert deployed_config(state_of({})).items() >= {"canaryWeight": "0", "canaryHeaderName": ""}.items()
+    assert served_by([]) is None and deployed_config([]) == {}
+
+
+def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: Path) -> None:
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    parse = build_parser().parse_args
+    with pytest.raises(RunRefused, match=r"has no virtualenv .*policy/venv.*: run scripts/venv, or pass --no-policy"):
+        _policy_packs(parse(["run", "--cwd", str(tmp_path)]))
+    (tmp_path / "policy" / "venv").mkdir()
+    assert _policy_packs(parse(["run", "--cwd", str(tmp_path)])) == [str(tmp_path / "policy")]
+    assert _policy_packs(parse(["abort", "--cwd", str(tmp_path), "--no-policy-pack"])) == []
+    assert _policy_packs(parse(["run", "--cwd", str(tmp_path), "--policy-pack", "/packs/strict"])) == ["/packs/strict"]

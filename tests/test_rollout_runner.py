@@ -8,16 +8,20 @@ a local cluster and a real Prometheus in tests/e2e/test_canary_cli.py; the pure 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
 
 from rollout.checks import Check, CheckResult, Target, builtin_checks
+from rollout.cli import guard
+from rollout.deployed import Served
 from rollout.gate import Gate, Verdict
+from rollout.outcome import Outcome, RunPhase
 from rollout.record import RunRecord
-from rollout.runner import Report, Rollout, RunOptions, RunRefused
-from rollout.stack import ApplyError
+from rollout.runner import ABORT, Report, Rollout, RunOptions, RunRefused
+from rollout.stack import ApplyError, Update
 from settings import Settings, SettingsError, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig
 
@@ -25,26 +29,51 @@ SUCCESS, LATENCY = builtin_checks()
 
 
 class StackStandIn:
-    """Config, updates and tags of one stack; every change validated by the real settings loader."""
+    """Config, what is deployed, the update history and tags of one stack; every change validated by the real
+    settings loader. A failed update leaves config and cluster as they were, as the real stack reconciles them."""
 
     name = "dev"
 
     def __init__(self, config: dict[str, str] | None = None) -> None:
         self.config = {**EXISTING_CLUSTER, "stableReplicas": "2", "canaryReplicas": "1", **(config or {})}
+        self.deployed = dict(self.config)
         self.updates: list[tuple[dict[str, str], str]] = []
+        self.history: list[Update] = [Update(1, "")]
         self.tags: dict[str, str] = {}
         self.fail_when: Mapping[str, str] | None = None
+        self.failures_left = 1_000_000
+        self.records_at_update: list[RunRecord | None] = []
 
     def settings(self, changes: Mapping[str, str] | None = None) -> Settings:
         return load_settings(DictConfig({**self.config, **(changes or {})}))
 
     def apply(self, changes: Mapping[str, str], message: str) -> float:
         self.settings(changes)
-        if self.fail_when is not None and self.fail_when.items() <= changes.items():
-            raise ApplyError("pulumi up failed; stack config restored")
+        self.records_at_update.append(self.read_record())
+        if self.fail_when is not None and self.fail_when.items() <= changes.items() and self.failures_left > 0:
+            self.failures_left -= 1
+            raise ApplyError("pulumi up failed; deployed: as before")
         self.config.update(changes)
+        self.deploy(dict(changes), message)
         self.updates.append((dict(changes), message))
         return 4.0
+
+    def deploy(self, changes: dict[str, str], message: str) -> None:
+        """An update of the stack, by this run or anyone else."""
+        self.deployed.update(changes)
+        self.history.append(Update(self.history[-1].version + 1, message))
+
+    def served(self) -> Served | None:
+        app = load_settings(DictConfig(self.deployed)).app
+        split = {app.stable.label: 100 - app.canary_weight, app.canary.label: app.canary_weight}
+        header = app.canary_header[0] if app.canary_header else None
+        return Served(split, app.stable.label, app.canary.label, header, app.mirror_percent)
+
+    def last_update(self) -> Update | None:
+        return self.history[-1]
+
+    def updates_since(self, version: int) -> list[Update]:
+        return [update for update in reversed(self.history) if update.version > version]
 
     def read_record(self) -> RunRecord | None:
         return RunRecord.decode(self.tags["run"]) if "run" in self.tags else None
@@ -116,7 +145,7 @@ def test_a_healthy_canary_walks_every_step_then_is_promoted() -> None:
     stack, metrics = StackStandIn(), Metrics(HEALTHY)
     rollout, record = start(stack, metrics)
     report = rollout.run(OPTIONS, record)
-    assert report.outcome == "promoted"
+    assert report.outcome is Outcome.PROMOTED
     assert stack.weights == ["10", "25", "50", "100", "0"]
     assert [changes for changes, _ in stack.updates[4:]] == [
         {"canaryReplicas": "2"},
@@ -140,7 +169,7 @@ def test_failing_checks_roll_back_to_zero_after_the_threshold() -> None:
     stack, metrics = StackStandIn(), Metrics(HEALTHY, ERRORS, ERRORS)
     rollout, record = start(stack, metrics)
     report = rollout.run(OPTIONS, record)
-    assert (report.outcome, report.weight) == ("rolled-back", 0)
+    assert (report.outcome, report.weight) == (Outcome.ROLLED_BACK, 0)
     assert stack.weights == ["10", "25", "0"]
     assert [analysis["verdict"] for analysis in report.analyses] == ["advance", "hold", "rollback"]
     assert stack.settings().app.stable.label == "v1", "a rollback never promotes"
@@ -151,7 +180,7 @@ def test_prometheus_down_never_advances_and_rolls_back_after_the_error_limit() -
     stack, metrics = StackStandIn(), Metrics(DOWN)
     rollout, record = start(stack, metrics)
     report = rollout.run(OPTIONS, record)
-    assert report.outcome == "rolled-back"
+    assert report.outcome is Outcome.ROLLED_BACK
     assert stack.weights == ["10", "0"]
     assert [analysis["verdict"] for analysis in report.analyses] == ["hold", "hold", "rollback"]
 
@@ -161,7 +190,7 @@ def test_the_live_view_ticks_every_poll_until_the_interval_ends() -> None:
     options = replace(OPTIONS, gate=Gate((50,), 2, 3), interval=60.0, poll=10.0, promote=False)
     rollout, record = start(stack, metrics, options)
     report = rollout.run(options, record)
-    assert report.outcome == "completed"
+    assert report.outcome is Outcome.COMPLETED
     screen = rollout.view
     assert isinstance(screen, Screen)
     assert screen.ticks == [50.0, 40.0, 30.0, 20.0, 10.0]
@@ -187,7 +216,7 @@ def test_resume_continues_from_the_recorded_step_and_counters() -> None:
     assert (record.id, record.steps, record.step) == (killed.id, (10, 25, 50, 100), 2)
     report = rollout.run(OPTIONS, record)
     assert stack.weights == ["50", "0"], "the killed run's failed check still counts"
-    assert report.outcome == "rolled-back"
+    assert report.outcome is Outcome.ROLLED_BACK
 
 
 def test_resume_without_a_run_is_refused() -> None:
@@ -205,7 +234,7 @@ def test_an_abort_elsewhere_stops_the_run_without_another_change() -> None:
 
     rollout, record = start(stack, AbortedDuringAnalysis(HEALTHY))
     report = rollout.run(OPTIONS, record)
-    assert report.outcome == "lost"
+    assert report.outcome is Outcome.LOST
     assert stack.weights == ["10"]
 
 
@@ -221,7 +250,7 @@ def test_a_failed_update_keeps_the_record_for_resume() -> None:
     stack.fail_when = {"canaryWeight": "25"}
     rollout, record = start(stack, Metrics(HEALTHY))
     report = rollout.run(OPTIONS, record)
-    assert report.outcome == "update-failed"
+    assert report.outcome is Outcome.UPDATE_FAILED
     assert stack.weights == ["10"]
     kept = stack.read_record()
     assert kept is not None and (kept.id, kept.step) == (record.id, 1)
@@ -236,7 +265,7 @@ def test_an_interrupt_keeps_the_record_for_resume() -> None:
 
     rollout = Rollout(stack, Metrics(HEALTHY), Screen(), Interrupted())
     report = rollout.run(OPTIONS, rollout.claim(OPTIONS.gate.steps, resume=False))
-    assert report.outcome == "interrupted"
+    assert report.outcome is Outcome.INTERRUPTED
     assert stack.read_record() is not None
     assert any("canary run --resume" in line for line in rollout.view.lines)  # type: ignore[attr-defined]
 
@@ -254,4 +283,170 @@ def test_abort_sends_everything_to_stable_and_ends_the_run() -> None:
     rollout, _ = start(stack, Metrics(HEALTHY))
     report = Report("dev", "-", ())
     rollout.abort(report)
-    assert (report.outcome, stack.weights, stack.tags) == ("aborted", ["0"], {})
+    assert (report.outcome, stack.weights, stack.tags) == (Outcome.ABORTED, ["0"], {})
+
+
+HEADER_AND_MIRROR = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
+
+
+def test_a_rollback_sends_every_request_to_stable_and_says_what_it_turned_off() -> None:
+    stack = StackStandIn(HEADER_AND_MIRROR)
+    rollout, record = start(stack, Metrics(ERRORS))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.ROLLED_BACK
+    assert stack.updates[-1][0] == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
+    served = stack.served()
+    assert served is not None and (served.canary_weight, served.header, served.mirror_percent) == (0, None, 0)
+    assert report.as_dict()["turned_off"] == ["header route x-canary", "mirroring of 20% of requests"]
+    assert report.deployed == "v1 100% / v2 0%"
+
+
+def test_abort_turns_off_the_header_route_and_mirroring_too() -> None:
+    stack = StackStandIn({**HEADER_AND_MIRROR, "canaryWeight": "25"})
+    report = Report("dev", "", ())
+    Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock()).abort(report)
+    ((changes, message),) = stack.updates
+    assert changes == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
+    assert message.startswith(ABORT)
+    assert report.turned_off == ["header route x-canary", "mirroring of 20% of requests"]
+
+
+def test_the_rollback_is_recorded_before_its_update_and_retried_until_it_lands() -> None:
+    stack = StackStandIn()
+    stack.fail_when, stack.failures_left = {"canaryWeight": "0"}, 2
+    rollout, record = start(stack, Metrics(ERRORS))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.ROLLED_BACK
+    assert stack.weights == ["10", "0"], "two failed attempts, the third lands"
+    rollback_attempts = stack.records_at_update[-3:]
+    assert all(r is not None and r.phase is RunPhase.ROLLING_BACK for r in rollback_attempts), "recorded first"
+    assert rollout.clock.on_sleep[-2:] == [5.0, 10.0]  # type: ignore[attr-defined]
+    assert stack.tags == {}
+
+
+def test_a_rollback_that_fails_is_finished_on_resume_never_undone() -> None:
+    stack = StackStandIn(HEADER_AND_MIRROR)
+    stack.fail_when = {"canaryWeight": "0"}
+    rollout, record = start(stack, Metrics(HEALTHY, ERRORS))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.UPDATE_FAILED
+    kept = stack.read_record()
+    assert kept is not None and kept.phase is RunPhase.ROLLING_BACK
+    assert stack.weights == ["10", "25"]
+
+    stack.fail_when = None
+    resumed = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock())
+    report = resumed.run(OPTIONS, resumed.claim((10,), resume=True))
+    assert report.outcome is Outcome.ROLLED_BACK
+    assert stack.updates[-1][0] == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
+    assert stack.weights == ["10", "25", "0"], "straight to 0: the failing step is never reapplied"
+    assert report.analyses == [] and stack.tags == {}
+
+
+def test_a_promotion_killed_between_phases_resumes_at_the_next_phase() -> None:
+    stack = StackStandIn()
+    interrupted_at = {"canaryReplicas": "2"}
+    stack.fail_when = {"canaryWeight": "100"}
+    rollout, record = start(stack, Metrics(HEALTHY), replace(OPTIONS, gate=Gate((50,), 2, 3)))
+    report = rollout.run(replace(OPTIONS, gate=Gate((50,), 2, 3)), record)
+    assert report.outcome is Outcome.UPDATE_FAILED
+    assert [changes for changes, _ in stack.updates] == [{"canaryWeight": "50"}, interrupted_at]
+    kept = stack.read_record()
+    assert kept is not None and kept.phase is RunPhase.PROMOTING
+
+    stack.fail_when = None
+    resumed = Rollout(stack, Metrics(ERRORS), Screen(), VirtualClock())
+    report = resumed.run(OPTIONS, resumed.claim((10,), resume=True))
+    assert report.outcome is Outcome.PROMOTED
+    assert report.analyses == [], "a promotion is finished, not judged again"
+    assert [changes.get("canaryWeight") for changes, _ in stack.updates[2:]] == ["100", "0"]
+    assert stack.settings().app.stable.label == "v2" and stack.tags == {}
+
+
+def test_a_promotion_killed_after_its_last_phase_just_ends_the_run() -> None:
+    stack = StackStandIn()
+    record = RunRecord.begin((50,)).entering(RunPhase.PROMOTING)
+    stack.write_record(replace(record, pid=2**22 + 1))
+    stack.config.update({"stableVersion": "v2", "canaryVersion": "v1", "canaryReplicas": "0", "canaryWeight": "0"})
+    rollout = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock())
+    report = rollout.run(OPTIONS, rollout.claim((10,), resume=True))
+    assert (report.outcome, stack.updates, stack.tags) == (Outcome.PROMOTED, [], {})
+
+
+def test_another_canary_version_deployed_under_the_run_stops_it_holding() -> None:
+    stack = StackStandIn()
+
+    class MergeDuringAnalysis(Metrics):
+        def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
+            if len(stack.history) == 2:  # same weight, another canary
+                stack.deploy({"canaryVersion": "v3", "canaryImage": "quay.io/shardul/nginx:v3"}, "merge of main")
+            return HEALTHY
+
+    rollout, record = start(stack, MergeDuringAnalysis(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert (report.outcome, stack.weights) == (Outcome.HELD, ["10"])
+
+
+def test_someone_else_changing_the_split_during_an_interval_stops_the_run_holding() -> None:
+    stack = StackStandIn()
+
+    class ManualUpDuringAnalysis(Metrics):
+        def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
+            if len(stack.history) == 2:  # after the run's first step
+                stack.deploy({"canaryWeight": "30"}, "merge of main")  # the deploy workflow, a manual `pulumi up`
+            return HEALTHY
+
+    rollout, record = start(stack, ManualUpDuringAnalysis(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.HELD
+    assert stack.weights == ["10"], "no further change by the run"
+    assert stack.served() is not None and stack.deployed["canaryWeight"] == "30"
+    assert stack.read_record() is not None, "kept: resume or abort decides"
+    assert any("merge of main" in line for line in rollout.view.lines)  # type: ignore[attr-defined]
+    assert report.weight == 30, "the report says what is served"
+
+
+def test_an_abort_that_slips_in_before_the_runs_update_is_honoured() -> None:
+    stack = StackStandIn()
+    applied = stack.apply
+
+    def abort_wins_the_lock_first(changes: Mapping[str, str], message: str) -> float:
+        if changes == {"canaryWeight": "25"}:  # `canary abort` elsewhere, between the run's check and its update
+            stack.clear_record()
+            stack.deploy({"canaryWeight": "0"}, f"{ABORT}: canaryWeight=0")
+        return applied(changes, message)
+
+    stack.apply = abort_wins_the_lock_first  # type: ignore[method-assign]
+    rollout, record = start(stack, Metrics(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.LOST
+    assert stack.weights == ["10", "25", "0"], "the run's step replaced the abort, so it applies the abort again"
+    assert stack.deployed["canaryWeight"] == "0"
+    assert stack.tags == {}, "the abort's end of the run stands"
+
+
+def test_an_abort_elsewhere_during_an_interval_is_never_overwritten() -> None:
+    stack = StackStandIn()
+
+    class AbortedDuringAnalysis(Metrics):
+        def evaluate(self, checks: list[Check], target: Target) -> list[CheckResult]:
+            if len(stack.history) == 2:
+                stack.clear_record()
+                stack.deploy({"canaryWeight": "0"}, f"{ABORT}: canaryWeight=0")
+            return HEALTHY
+
+    rollout, record = start(stack, AbortedDuringAnalysis(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.LOST
+    assert stack.weights == ["10"] and stack.deployed["canaryWeight"] == "0"
+    assert stack.tags == {}, "no write of the run resurrects its record"
+
+
+def test_guard_fails_a_deploy_while_a_run_is_in_progress() -> None:
+    stack, screen = StackStandIn(), Screen()
+    assert guard(stack, screen)[1] == 0
+    start(stack, Metrics(HEALTHY))
+    result, code = guard(stack, screen)
+    assert code == Outcome.REFUSED.exit_code != 0
+    assert "has a canary run in progress" in screen.lines[-1] and "force" in screen.lines[-1]
+    assert json.loads(json.dumps(result))["run"]["phase"] == "steps"

@@ -31,7 +31,13 @@ PATCH_OF = {"NamespacePatch": "Namespace"}
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
     return run_program(
-        {"canaryWeight": "10", "appNamespace": "shop", "canaryHeaderName": "x-canary", "mirrorPercent": "5"}
+        {
+            "canaryWeight": "10",
+            "appNamespace": "shop",
+            "canaryHeaderName": "x-canary",
+            "canaryHeaderValue": "3f9c2a7be1d04c58",
+            "mirrorPercent": "5",
+        }
     )
 
 

@@ -35,6 +35,8 @@ BAD_VALUES = [
     ("publicSubnetIds", '["subnet-0123abcd"]', "must be set when publicSubnetIds"),  # reported on vpcId
     ("privateSubnetIds", "not json", "subnet IDs"),
     ("clusterAdminArns", '["alice"]', "IAM role or user ARNs"),
+    ("clusterViewerArns", '["bob"]', "IAM role or user ARNs"),
+    ("clusterViewerArns", json.dumps(["arn:aws:iam::123456789012:role/ci"] * 2), "each ARN once"),
     ("apiAccessCidrs", '["everywhere"]', "IPv4 CIDRs"),
     ("apiAccessCidrs", '["127.0.0.1/8"]', "IPv4 CIDRs"),
     ("nodeGroupName", "_pool", "letters, digits, '-' or '_'"),
@@ -60,7 +62,8 @@ BAD_VALUES = [
     ("canaryReplicas", "101", "integer from 0 to 100"),
     ("canaryReplicas", "0", "at least 1 while canaryWeight"),  # with canaryWeight > 0 below
     ("canaryHeaderName", "X-Canary", "lowercase HTTP header name"),
-    ("canaryHeaderValue", "", "must not be empty while canaryHeaderName"),  # with a header name below
+    ("canaryHeaderValue", "", "must be at least 16 characters while canaryHeaderName"),  # with a header name below
+    ("canaryHeaderValue", "always", "a value nobody guesses"),
     ("mirrorPercent", "101", "integer from 0 to 100"),
     ("mirrorPercent", "half", "integer from 0 to 100"),
 ]
@@ -132,6 +135,15 @@ def test_bad_value_is_named_with_what_is_allowed(key: str, value: str, allowed: 
     assert "nothing was changed" in message
 
 
+def test_a_principal_is_either_admin_or_viewer() -> None:
+    """EKS allows one access entry per principal: the same ARN in both lists would fail mid-update."""
+    ci = "arn:aws:iam::123456789012:role/ci"
+    message = message_for({"clusterAdminArns": f'["{ci}"]', "clusterViewerArns": f'["{ci}"]'})
+    assert f'clusterViewerArns = ["{ci}"]: must not repeat an ARN of clusterAdminArns' in message, message
+    both = load_settings(DictConfig({"clusterViewerArns": f'["{ci}"]'})).cluster
+    assert isinstance(both, EksCluster) and (both.admin_arns, both.viewer_arns) == ((), (ci,))
+
+
 def test_all_problems_are_reported_together() -> None:
     message = message_for({"canaryWeight": "ten", "stableImage": "nginx"})
     assert "canaryWeight" in message and "stableImage" in message
@@ -184,6 +196,7 @@ def test_recording_sees_resources_of_a_good_config() -> None:
 
 
 ARABIC_50 = "\u0665\u0660"  # Arabic-Indic 5 and 0: Python's int() reads them as 50, and `\d` matches them
+SECRET = "0123456789abcdef"  # a canaryHeaderValue of the 16 characters required
 PUBLIC_CIDRS = [f"{octet}.0.0.0/8" for octet in range(11, 52)]  # 41 public /8 networks
 BOUNDARIES = [
     # key, a value just inside the rule, one just outside, what the message says is allowed, other settings
@@ -203,15 +216,16 @@ BOUNDARIES = [
     ("appNamespace", "kube-node-leases", "kube-node-lease", "kube-node-lease, istio-system", {}),
     ("appNamespace", "istio-systems", "istio-system", "kube-node-lease, istio-system", {}),
     ("stableVersion", "v1-a", "v1-", "starting and ending with a letter or digit", {}),
-    ("canaryHeaderName", "x-canary_v2.t~", "x canary", "RFC 9110 token", {}),
-    ("canaryHeaderName", "x-canary", "X-Canary", "lowercase HTTP header name", {}),
-    ("canaryHeaderName", "x-canary", "x-canary:", "RFC 9110 token", {}),
-    ("canaryHeaderName", "uris", "uri", "Istio ignores matches on them", {}),
-    ("canaryHeaderName", "x" * 256, "x" * 257, "at most 256 characters", {}),
-    ("canaryHeaderValue", "a b", " always", "printable ASCII characters, without spaces at either end",
+    ("canaryHeaderName", "x-canary_v2.t~", "x canary", "RFC 9110 token", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-canary", "X-Canary", "lowercase HTTP header name", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-canary", "x-canary:", "RFC 9110 token", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "uris", "uri", "Istio ignores matches on them", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x" * 256, "x" * 257, "at most 256 characters", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderValue", SECRET, SECRET[:15], "at least 16 characters", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", f"a {SECRET}", f" {SECRET}", "printable ASCII characters, without spaces at either end",
      {"canaryHeaderName": "x-canary"}),
-    ("canaryHeaderValue", "always~", "always\u00e9", "printable ASCII", {"canaryHeaderName": "x-canary"}),
-    ("canaryHeaderValue", "al ways", "al\tways", "printable ASCII", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", f"{SECRET}~", f"{SECRET}\u00e9", "printable ASCII", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", f"a {SECRET}", f"a\t{SECRET}", "printable ASCII", {"canaryHeaderName": "x-canary"}),
     ("canaryHeaderValue", "v" * 256, "v" * 257, "at most 256 printable", {"canaryHeaderName": "x-canary"}),
     ("nodeGroupName", "Default_Pool", "Default.Pool", "letters, digits, '-' or '_'", {}),
     ("nodeGroupName", "p" * 63, "p" * 64, "1-63 letters", {}),

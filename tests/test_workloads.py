@@ -170,13 +170,20 @@ def test_a_single_stable_replica_on_eks_is_warned_about(monkeypatch: pytest.Monk
     assert not any("stableReplicas" in message for message in said)
 
 
-HEADER_AND_MIRROR = {**EXISTING_CLUSTER, "canaryWeight": "10", "canaryHeaderName": "x-canary", "mirrorPercent": "20"}
+HEADER_VALUE = "3f9c2a7be1d04c58"
+HEADER_AND_MIRROR = {
+    **EXISTING_CLUSTER,
+    "canaryWeight": "10",
+    "canaryHeaderName": "x-canary",
+    "canaryHeaderValue": HEADER_VALUE,
+    "mirrorPercent": "20",
+}
 
 
 def test_header_route_sends_testers_to_the_canary_whatever_the_weight() -> None:
     http = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"]
     assert http[0] == {
-        "match": [{"headers": {"x-canary": {"exact": "always"}}}],
+        "match": [{"headers": {"x-canary": {"exact": HEADER_VALUE}}}],
         "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
     }, "the header route comes first: Istio takes the first match"
     assert route_weights({"spec": {"http": http[1:]}}) == {"v1": 90, "v2": 10}

@@ -70,10 +70,10 @@ def new_canary(stack: Stack, version: str) -> None:
     stack("up", "--yes")
 
 
-def test_status_shows_the_split_the_versions_and_their_live_metrics(canary: CanaryCommand) -> None:
+def test_status_shows_the_split_the_versions_and_their_live_metrics(canary: CanaryCommand, cluster: Kubectl) -> None:
     code, status, _ = canary("status", "--window", WINDOW)
     assert code == 0
-    assert status["deployed_split"] == {"v1": 100, "v2": 0}
+    assert status["deployed_split"] == {"v1": 100, "v2": 0} == split(cluster)
     assert status["run"] is None
     stable_checks = status["versions"]["stable"]["checks"]
     assert [check["name"] for check in stable_checks] == ["request-success-rate", "request-duration"]
@@ -98,6 +98,7 @@ def test_a_healthy_canary_walks_its_steps_and_is_promoted(
     assert cluster.get("deployment", "nginx-v1", "-n", "default")["spec"]["replicas"] == 0
     code, _, refusal = canary("promote")
     assert code == 2 and "v1 is a retired version, not a canary" in refusal, "promoting twice would bring v1 back"
+    assert split(cluster) == {"v2": 100, "v1": 0}
     history = json.loads(stack("stack", "history", "--json").stdout)
     messages = [update.get("message", "") for update in history]
     assert any(f"canary {report['run']}: step 2/3: canaryWeight=50" in message for message in messages), messages
@@ -155,6 +156,7 @@ def test_a_killed_run_refuses_a_second_and_resumes_where_it_stopped(
     assert code == 2
     assert "already has a canary run" in refusal and "at step 1 of 3, weight 10" in refusal
     assert "canary run --resume" in refusal
+    assert split(cluster) == {"v2": 90, "v3": 10}
 
     code, report, _ = canary("run", "--resume", *FAST)
     assert (code, report["outcome"]) == (0, "promoted"), report
@@ -170,6 +172,7 @@ def test_a_step_the_policy_blocks_keeps_the_config_and_abort_ends_the_run(
     new_canary(canary.stack, "v4")
     code, report, _ = canary("run", "--steps", "60", "--policy-pack", str(canary.stack.project / "policy"), *FAST)
     assert (code, report["outcome"]) == (1, "update-failed"), report
+    assert split(cluster) == {"v3": 100, "v4": 0}, "refused before the VirtualService changed"
     assert config(canary.stack, "canaryWeight") == "0", "the refused weight is not left in the config"
     assert canary("status")[1]["run"] is not None, "kept for --resume or abort"
     code, report, _ = canary("abort")
@@ -178,8 +181,9 @@ def test_a_step_the_policy_blocks_keeps_the_config_and_abort_ends_the_run(
     assert split(cluster) == {"v3": 100, "v4": 0}
 
 
-def test_bad_options_are_refused_before_anything_changes(canary: CanaryCommand) -> None:
+def test_bad_options_are_refused_before_anything_changes(canary: CanaryCommand, cluster: Kubectl) -> None:
     before = canary.stack("stack", "history", "--json").stdout
+    served = split(cluster)
     for args, message in [
         (["--steps", "50,10"], "--steps '50,10': must be comma-separated weights from 1 to 100, increasing"),
         (["--interval", "0s"], "--interval '0s': must be a duration like 60s or 1m"),
@@ -188,3 +192,4 @@ def test_bad_options_are_refused_before_anything_changes(canary: CanaryCommand) 
         result = run(canary.argv("run", *args), canary.stack.log, canary.env, check=False)
         assert result.returncode == 2 and message in result.stderr
     assert canary.stack("stack", "history", "--json").stdout == before
+    assert split(cluster) == served

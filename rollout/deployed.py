@@ -1,0 +1,102 @@
+"""What the stack really deployed, read back from its state (the engine's record of what the API server accepted).
+
+After a failed or interrupted update the config may say one thing and the cluster serve
+another; these functions read the VirtualService and the Deployments in the state so the
+tool can say what is served and put the config back in line with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def _get(obj: Any, *path: str | int) -> Any:
+    for key in path:
+        if isinstance(key, int):
+            obj = obj[key] if isinstance(obj, list) and len(obj) > key else None
+        elif isinstance(obj, Mapping):
+            obj = obj.get(key)
+        else:
+            return None
+    return obj
+
+
+@dataclass(frozen=True)
+class Served:
+    """The split a VirtualService serves: weight per version, the header route and mirroring."""
+
+    split: dict[str, int]
+    stable: str
+    canary: str
+    header: str | None = None
+    mirror_percent: int = 0
+
+    @property
+    def canary_weight(self) -> int:
+        return self.split.get(self.canary, 0)
+
+    def describe(self) -> str:
+        parts = [" / ".join(f"{version} {weight}%" for version, weight in self.split.items())]
+        if self.header:
+            parts.append(f"header route {self.header} -> {self.canary}")
+        if self.mirror_percent:
+            parts.append(f"{self.mirror_percent}% mirrored to {self.canary}")
+        return ", ".join(parts)
+
+
+def _live(resources: Iterable[Mapping[str, Any]], type_: str) -> list[Mapping[str, Any]]:
+    return [r for r in resources if r.get("type") == type_ and not r.get("delete")]
+
+
+def served_by(resources: Iterable[Mapping[str, Any]]) -> Served | None:
+    """The split of the stack's VirtualService as the state holds it; None before the first update."""
+    services = _live(resources, VIRTUAL_SERVICE)
+    if not services:
+        return None
+    outputs = services[0].get("outputs") or {}
+    annotations = _get(outputs, "metadata", "annotations") or {}
+    header, split, mirror = None, {}, 0
+    for http in _get(outputs, "spec", "http") or []:
+        if http.get("match"):
+            headers = _get(http, "match", 0, "headers") or {}
+            header = next(iter(headers), None)
+            continue
+        routes = http.get("route") or []
+        implicit = 100 if len(routes) == 1 else 0
+        split = {str(_get(route, "destination", "subset")): int(route.get("weight", implicit)) for route in routes}
+        mirror = int(_get(http, "mirrorPercentage", "value") or 0) if http.get("mirror") else 0
+    stable = str(annotations.get("canary/stable-version", ""))
+    canary = str(annotations.get("canary/canary-version", ""))
+    return Served(split, stable, canary, header, mirror)
+
+
+def deployed_config(resources: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The stack config keys whose deployed values the state tells: the split, the roles, replicas and images."""
+    resources = list(resources)
+    split = served_by(resources)
+    if split is None:
+        return {}
+    config = {
+        "canaryWeight": str(split.canary_weight),
+        "canaryHeaderName": split.header or "",
+        "mirrorPercent": str(split.mirror_percent),
+        "stableVersion": split.stable,
+        "canaryVersion": split.canary,
+    }
+    services = _live(resources, VIRTUAL_SERVICE)
+    app = _get(services[0].get("outputs"), "spec", "hosts", 0)
+    deployments = {_get(d.get("outputs"), "metadata", "name"): d.get("outputs") for d in _live(resources, DEPLOYMENT)}
+    for role, version in (("stable", split.stable), ("canary", split.canary)):
+        deployment = deployments.get(f"{app}-{version}")
+        if deployment is None:
+            continue
+        replicas = _get(deployment, "spec", "replicas")
+        if isinstance(replicas, int | float):  # state JSON numbers may come back as floats
+            config[f"{role}Replicas"] = str(int(replicas))
+        config[f"{role}Image"] = str(_get(deployment, "spec", "template", "spec", "containers", 0, "image"))
+    return config

@@ -1,0 +1,210 @@
+"""Garbage from Prometheus is an error, never a pass and never a crash; bad analysis options are refused.
+
+A real HTTP server on loopback answers each query with what a broken, slow or hostile
+Prometheus could send; the real client reads it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from rollout.checks import MAX_ANSWER_BYTES, Check, Prometheus, Target, builtin_checks
+from rollout.cli import parse_args
+from rollout.gate import Gate, Progress, Verdict, judge
+
+SUCCESS, LATENCY = builtin_checks()
+TARGET = Target("default", "nginx-v2", "1m")
+Answer = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class FakePrometheus:
+    """Answers every request with `self.answer`; remembers the Authorization headers it saw."""
+
+    def __init__(self) -> None:
+        self.answer: Answer = json_answer("{}")
+        self.authorizations: list[str | None] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.authorizations.append(self.headers.get("Authorization"))
+                owner.answer(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def json_answer(body: str) -> Answer:
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        payload = body.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    return answer
+
+
+def vector(*values: object) -> str:
+    series = [{"metric": {}, "value": [1700000000.0, value]} for value in values]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}})
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+    yield fake
+    fake.server.shutdown()
+
+
+def evaluate(prometheus: FakePrometheus, answer: Answer, check: Check = SUCCESS, timeout: float = 10.0) -> str:
+    prometheus.answer = answer
+    (result,) = Prometheus(prometheus.url, timeout=timeout).evaluate([check], TARGET)
+    assert not result.passed and result.value is None and result.error is not None, result
+    return result.error
+
+
+def test_a_good_answer_is_a_value(prometheus: FakePrometheus) -> None:
+    prometheus.answer = json_answer(vector("99.5"))
+    (result,) = Prometheus(prometheus.url).evaluate([SUCCESS], TARGET)
+    assert (result.value, result.passed, result.error) == (99.5, True, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("<html>proxy error</html>", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"status": "success"}', "not an instant vector"),
+        ('{"status": "success", "data": {"resultType": "matrix", "result": []}}', "not an instant vector"),
+        ('{"status": "success", "data": {"resultType": "vector", "result": {}}}', "not an instant vector"),
+        ('{"status": "success", "data": "nothing"}', "not an instant vector"),
+        (vector(), "returned 0 series"),
+        (vector("1", "2"), "returned 2 series"),
+        ('{"status": "success", "data": {"resultType": "vector", "result": [7]}}', "not [time"),
+        ('{"status": "success", "data": {"resultType": "vector", "result": [{"value": 99}]}}', "not [time"),
+        (vector(99.5), "not [time"),  # a number where Prometheus sends a string
+        (vector("lots"), "not [time"),
+        (vector(None), "not [time"),
+        (vector("NaN"), "NaN"),
+        (vector("+Inf"), "value is inf"),
+        (vector("-Inf"), "value is -inf"),
+        (vector("150"), "150% is not a possible request-success-rate"),
+        (vector("-3"), "-3% is not a possible request-success-rate"),
+        ('{"status": "error", "error": "bad_data"}', "query failed: bad_data"),
+    ],
+)
+def test_garbage_is_an_error_never_a_pass(prometheus: FakePrometheus, body: str, error: str) -> None:
+    assert error in evaluate(prometheus, json_answer(body))
+
+
+def test_a_negative_latency_is_garbage(prometheus: FakePrometheus) -> None:
+    assert "-1ms is not a possible request-duration" in evaluate(prometheus, json_answer(vector("-1")), LATENCY)
+
+
+def test_a_huge_answer_is_cut_off(prometheus: FakePrometheus) -> None:
+    assert "larger than" in evaluate(prometheus, json_answer(" " * (MAX_ANSWER_BYTES + 1) + vector("100")))
+
+
+def test_a_trickling_answer_hits_the_deadline_for_the_whole_answer(prometheus: FakePrometheus) -> None:
+    def trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.end_headers()
+        try:
+            for _ in range(40):  # each byte well within the socket timeout, the whole far beyond the deadline
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    start = time.monotonic()
+    assert "no complete answer within 1s" in evaluate(prometheus, trickle, timeout=1.0)
+    assert time.monotonic() - start < 2.5
+
+
+def test_a_silent_server_times_out(prometheus: FakePrometheus) -> None:
+    def silent(handler: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(1.5)
+
+    assert "did not answer" in evaluate(prometheus, silent, timeout=0.5)
+
+
+def test_an_http_error_is_an_error(prometheus: FakePrometheus) -> None:
+    def unavailable(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_error(503, "overloaded")
+
+    assert "answered 503" in evaluate(prometheus, unavailable)
+
+
+def test_garbage_counts_toward_the_error_limit_and_rolls_back(prometheus: FakePrometheus) -> None:
+    gate = Gate((10, 50), threshold=5, error_limit=2)
+    prometheus.answer = json_answer(vector("+Inf"))
+    progress = Progress()
+    verdicts = []
+    for _ in range(2):
+        verdict, progress = judge(gate, progress, Prometheus(prometheus.url).evaluate([SUCCESS, LATENCY], TARGET))
+        verdicts.append(verdict)
+    assert verdicts == [Verdict.HOLD, Verdict.ROLLBACK]
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(prometheus: FakePrometheus) -> None:
+    host = prometheus.url.removeprefix("http://")
+    analyst = Prometheus(f"http://admin:hunter2@{host}")
+    assert "hunter2" not in analyst.url
+    prometheus.answer = json_answer("not json")
+    prometheus.authorizations.clear()
+    (result,) = analyst.evaluate([SUCCESS], TARGET)
+    assert prometheus.authorizations == ["Basic YWRtaW46aHVudGVyMg=="]
+    (down,) = Prometheus("http://admin:hunter2@127.0.0.1:9").evaluate([SUCCESS], TARGET)
+    assert down.error is not None and "hunter2" not in down.error and "cannot be reached" in down.error
+    assert result.error is not None and "hunter2" not in result.error
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--success-rate", "nan"], "--success-rate 'nan': must be a number from 0 to 100"),
+        (["run", "--success-rate", "101"], "--success-rate '101': must be a number from 0 to 100"),
+        (["run", "--success-rate", "inf"], "--success-rate 'inf': must be a number from 0 to 100"),
+        (["run", "--max-latency", "-5"], "--max-latency '-5': must be a number from 0"),
+        (["run", "--max-latency", "inf"], "--max-latency 'inf': must be a number from 0"),
+        (["run", "--check", "x:max:inf:up"], "the bound 'inf' must be a number"),
+        (["run", "--no-builtin-checks"], "--no-builtin-checks needs at least one --check"),
+        (["status", "--prometheus-url", "file:///etc/passwd"], "must be an http:// or https:// URL"),
+        (
+            ["run", "--prometheus-url", "ftp://u:s3cret@127.0.0.1/"],
+            "'ftp://***@127.0.0.1/': must be an http:// or https://",
+        ),
+    ],
+)
+def test_bad_analysis_options_are_refused(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "s3cret" not in err
+
+
+def test_a_bad_url_in_the_environment_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CANARY_PROMETHEUS_URL", "gopher://127.0.0.1:9090")
+    with pytest.raises(SystemExit):
+        parse_args(["run"])
+    assert "must be an http:// or https:// URL" in capsys.readouterr().err
+    monkeypatch.setenv("CANARY_PROMETHEUS_URL", "https://127.0.0.1:9443")
+    assert parse_args(["run"]).prometheus_url == "https://127.0.0.1:9443"
+    assert parse_args(["run", "--no-builtin-checks", "--check", "x:min:1:up"]).check[0].name == "x"
