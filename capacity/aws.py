@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+import pulumi
 import pulumi_aws as aws
 
 from capacity.nodes import ARM64, SUGGESTIONS, X86_64, InstanceType
@@ -20,11 +21,13 @@ def instance_type_from_aws(name: str) -> InstanceType:
     A type AWS does not know is refused with AWS's own answer."""
     try:
         facts = aws.ec2.get_instance_type(instance_type=name)
-    except Exception as error:  # the engine's invoke error carries AWS's message
+    except Exception as error:  # the engine's invoke error carries the provider's (and AWS's) message
+        if "InvalidInstanceType" not in str(error):  # credentials, network: not a bad setting
+            raise pulumi.RunError(f"could not read the facts of nodeInstanceType {name} from AWS: {error}") from None
         close = difflib.get_close_matches(name, SUGGESTIONS, n=1)
         hint = f" Did you mean {close[0]}?" if close else ""
         raise SettingsError(
-            f"nodeInstanceType = {name!r}: AWS does not describe this instance type in the stack's region "
+            f"nodeInstanceType = {name!r}: AWS does not know this instance type in the stack's region "
             f"(nothing was changed).{hint}\n  AWS said: {error}"
         ) from None
     # Pods get interfaces of the default network card only, as the EKS AMI counts them.

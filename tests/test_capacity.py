@@ -259,10 +259,25 @@ def test_a_type_aws_does_not_know_is_refused_with_aws_answer(name: str) -> None:
     with pytest.raises(SettingsError) as refused:
         run_program({"nodeInstanceType": name}, run=run)
     message = str(refused.value)
-    assert f"nodeInstanceType = '{name}': AWS does not describe this instance type" in message
+    assert f"nodeInstanceType = '{name}': AWS does not know this instance type" in message
     assert f"The following supplied instance types do not exist: [{name}]" in message, "AWS's own words"
     assert ("Did you mean t3a.medium?" in message) == (name == "t3a.mediun")
     assert run.resources == [] and run.invokes == ["aws:ec2/getInstanceType:getInstanceType"]
+
+
+def test_a_failed_lookup_is_not_blamed_on_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials or no network: the type may be fine, so the message says what failed instead."""
+    import pulumi
+
+    def offline(**_: object) -> None:
+        raise Exception("invoke of aws:ec2/getInstanceType:getInstanceType failed: no valid credential sources found")
+
+    monkeypatch.setattr("capacity.aws.aws.ec2.get_instance_type", offline)
+    with pytest.raises(pulumi.RunError) as failed:
+        check_capacity(settings_of())
+    assert not isinstance(failed.value, SettingsError)
+    assert "could not read the facts of nodeInstanceType t3a.medium from AWS" in str(failed.value)
+    assert "no valid credential sources found" in str(failed.value)
 
 
 @pytest.mark.parametrize("name", ["m7g.large", "t4g.medium", "r7g.xlarge"])
