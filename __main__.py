@@ -5,6 +5,7 @@ import pulumi
 from capacity.preflight import check_capacity
 from infra import Cluster, ClusterArgs
 from mesh import Mesh, MeshArgs
+from mesh.access import curl_loop
 from settings import EksCluster, load_settings
 from workloads import CanaryApp, CanaryAppArgs
 
@@ -35,7 +36,7 @@ pulumi.export("traffic_split", app.traffic_split)
 pulumi.export(
     "curl_loop",
     mesh.ingress_host.apply(
-        lambda host: f'while true; do curl -s -H "Host: {settings.app.name}" http://{host}/; echo; sleep 0.2; done'
+        lambda host: curl_loop(host, mesh.ingress_external, settings.app.name, cluster.kubectl_flags)
     ),
 )
 pulumi.export("dashboards", mesh.dashboards)

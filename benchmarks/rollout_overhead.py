@@ -3,8 +3,8 @@
 Needs a running stack on the local cluster (scripts/try-local) and the toolchain on PATH:
 
     scripts/try-local
-    export PATH="$(scripts/toolchain --print-path pulumi cluster prometheus):$PATH" PULUMI_CONFIG_PASSPHRASE=
-    venv/bin/python benchmarks/rollout_overhead.py --stack local --runs 3
+    eval "$(scripts/try-local env)"; export PATH="$(scripts/toolchain --print-path prometheus):$PATH"
+    venv/bin/python benchmarks/rollout_overhead.py --stack "$CANARY_TRIAL_STACK" --runs 3
 
 Starts the in-process Istio-shaped exporter and a real Prometheus on loopback (as the
 end-to-end tests do), then runs `canary run --steps 10,25,50,100 --no-promote` with a
@@ -26,8 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.mesh_traffic import MeshTraffic  # noqa: E402
-from tests.e2e.prometheus_server import PrometheusServer  # noqa: E402
+from rollout.demo import MeshTraffic, PrometheusServer  # noqa: E402
 
 STEPS = "10,25,50,100"
 FLAGGER_INTERVAL = 60.0
@@ -45,7 +44,7 @@ def canary(stack: str, prometheus: str, *args: str) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", default="local")
+    parser.add_argument("--stack", required=True, help="the trial stack: $CANARY_TRIAL_STACK")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--interval", type=int, default=10, help="seconds; the overhead does not depend on it")
     args = parser.parse_args()

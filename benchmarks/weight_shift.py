@@ -3,8 +3,8 @@
 Needs a running stack on the local cluster (scripts/try-local) and the toolchain on PATH:
 
     scripts/try-local
-    export PATH="$(scripts/toolchain --print-path pulumi cluster):$PATH" PULUMI_CONFIG_PASSPHRASE=
-    venv/bin/python benchmarks/weight_shift.py --stack local --shifts 5
+    eval "$(scripts/try-local env)"
+    venv/bin/python benchmarks/weight_shift.py --stack "$CANARY_TRIAL_STACK" --shifts 5
 
 Measures, for several weights: `pulumi config set canaryWeight N` + `pulumi up` until the
 API server shows the new weights; the same change applied with `kubectl apply` to a copy
@@ -69,7 +69,7 @@ def copy_manifest(weight: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", default="local")
+    parser.add_argument("--stack", required=True, help="the trial stack: $CANARY_TRIAL_STACK")
     parser.add_argument("--shifts", type=int, default=5)
     args = parser.parse_args()
     pulumi = PulumiStack(args.stack)

@@ -24,7 +24,7 @@ def instance_type_from_aws(name: str) -> InstanceType:
     except Exception as error:  # the engine's invoke error carries the provider's (and AWS's) message
         if "InvalidInstanceType" not in str(error):  # credentials, network: not a bad setting
             raise pulumi.RunError(f"could not read the facts of nodeInstanceType {name} from AWS: {error}") from None
-        close = difflib.get_close_matches(name, SUGGESTIONS, n=1)
+        close = [match for match in difflib.get_close_matches(name, SUGGESTIONS, n=2) if match != name]
         hint = f" Did you mean {close[0]}?" if close else ""
         raise SettingsError(
             f"nodeInstanceType = {name!r}: AWS does not know this instance type in the stack's region "

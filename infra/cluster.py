@@ -7,12 +7,16 @@ exist before anything is scheduled (the node group), so they never depend on whi
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.network import Network, NetworkArgs, dedicated_vpc
 from settings import EksCluster, ExistingCluster
@@ -35,12 +39,37 @@ class ClusterArgs:
     settings: EksCluster | ExistingCluster
 
 
+def current_context(kubeconfig: str | None) -> str | None:
+    """The context a kubeconfig selects (a path or its contents; None: $KUBECONFIG's files, else ~/.kube/config),
+    as kubectl and the Kubernetes provider read it: the first file's that sets one."""
+    if kubeconfig is not None and ("\n" in kubeconfig or kubeconfig.lstrip().startswith("{")):
+        texts = [kubeconfig]
+    else:
+        paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        texts = []
+        for path in paths or ["~/.kube/config"]:
+            try:
+                texts.append(Path(path).expanduser().read_text())
+            except OSError:
+                continue
+    for text in texts:
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if isinstance(config, dict) and config.get("current-context"):
+            return str(config["current-context"])
+    return None
+
+
 class Cluster(pulumi.ComponentResource):
     """`canary:infra:Cluster`: where the mesh and the app run."""
 
     provider: k8s.Provider
     name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    kubectl_flags: str = ""
+    """What kubectl needs to reach this cluster, beyond the user's own kubeconfig ("" on EKS)."""
     schedulable: list[pulumi.Resource]
     """Resources that must exist before pods can run, and outlive them on destroy."""
 
@@ -59,7 +88,20 @@ class Cluster(pulumi.ComponentResource):
             context=settings.context,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.name = pulumi.Output.from_input(settings.context or "current-context")
+        if settings.ignored:
+            pulumi.log.warn(
+                f"clusterMode is existing: {', '.join(settings.ignored)} only apply to the EKS cluster "
+                "clusterMode eks creates and are ignored here (`pulumi config rm` them)",
+                self,
+            )
+        context = settings.context or current_context(settings.kubeconfig)
+        self.name = pulumi.Output.from_input(context or "(no current context in the kubeconfig at deploy time)")
+        flags = []
+        if settings.kubeconfig is not None and "\n" not in settings.kubeconfig:  # a path, not the file's contents
+            flags.append(f"--kubeconfig {shlex.quote(settings.kubeconfig)}")
+        if context is not None:
+            flags.append(f"--context {shlex.quote(context)}")
+        self.kubectl_flags = " ".join(flags)
         self.kubeconfig = pulumi.Output.secret(settings.kubeconfig or "$KUBECONFIG or ~/.kube/config")
         self.schedulable = []
 

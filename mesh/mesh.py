@@ -45,6 +45,8 @@ class Mesh(pulumi.ComponentResource):
     """What app pods must wait for, so that every pod gets its sidecar."""
     app_namespace: pulumi.Output[str]
     ingress_host: pulumi.Output[str]
+    ingress_external: bool = False
+    """ingress_host is the gateway's load balancer, reachable from outside (else a name inside the cluster)."""
     dashboards: dict[str, str]
     grafana_admin_password: pulumi.Output[str] | None = None
     """Generated when Grafana is installed; a stack secret."""
@@ -123,6 +125,7 @@ class Mesh(pulumi.ComponentResource):
         self.sidecar_injector = [istiod]
         if settings.ingress_service_type == "LoadBalancer":
             self.ingress_host = service.status.apply(_load_balancer_address)
+            self.ingress_external = True
 
     def _grafana_admin(self) -> k8s.core.v1.Secret:
         password = random.RandomPassword(

@@ -8,6 +8,8 @@ import math
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -203,8 +205,56 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
     }
 
 
+def _require_prometheus(url: str) -> None:
+    """Refuse a run that could only roll back: Prometheus does not answer at all."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/-/ready", timeout=5):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answers; whether its queries do is the analysis' business
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise RunRefused(
+            f"Prometheus at {url} cannot be reached ({reason}): port-forward it "
+            "(kubectl -n istio-system port-forward svc/prometheus 9090), or pass --prometheus-url"
+        ) from None
+
+
+def _first_error_line(text: str) -> str:
+    """What pulumi's first `error:` line says (its output, as CommandError quotes it, has more)."""
+    errors = [line.split("error:", 1)[1].strip() for line in text.splitlines() if "error:" in line]
+    return errors[0] if errors else "failed (run the same pulumi command by hand to see why)"
+
+
+def explain(error: OSError | auto.errors.CommandError, args: argparse.Namespace) -> str:
+    """One line for the errors a newcomer meets (no CLI, no passphrase, unknown or locked stack), not pulumi's 30."""
+    stack = f"stack {args.stack}" if args.stack else "the selected stack"
+    if isinstance(error, FileNotFoundError) and error.filename == "pulumi":
+        return 'the pulumi CLI is not on PATH: install it, or run eval "$(scripts/try-local env)" in the project'
+    if not isinstance(error, auto.errors.CommandError):
+        return str(error)
+    text = str(error)
+    if isinstance(error, auto.errors.StackNotFoundError):
+        return f"{stack} does not exist in this backend ({_first_error_line(text)}): see `pulumi stack ls`"
+    if isinstance(error, auto.errors.ConcurrentUpdateError):
+        return (
+            f"{stack} is locked by another update: wait for it to end, or run `pulumi cancel` "
+            "if none is running (a killed update leaves its lock)"
+        )
+    if "PULUMI_CONFIG_PASSPHRASE" in text:
+        return (
+            f"{stack} encrypts its secrets with a passphrase: set PULUMI_CONFIG_PASSPHRASE "
+            "(or PULUMI_CONFIG_PASSPHRASE_FILE); a scripts/try-local stack uses an empty one"
+        )
+    return f"pulumi: {_first_error_line(text)}"
+
+
 def _dispatch(args: argparse.Namespace, view: ProgressView) -> tuple[dict[str, object], int]:
     output = (lambda text: view.say(text.rstrip())) if args.verbose else None
+    if not (args.cwd / "Pulumi.yaml").is_file():
+        raise RunRefused(f"no Pulumi.yaml in {args.cwd}: run canary in the project's directory, or pass --cwd DIR")
+    if args.command == "run":
+        _require_prometheus(args.prometheus_url)
     stack = PulumiStack(_stack_name(args), args.cwd, _policy_packs(args), on_output=output, notify=view.say)
     if args.command == "status":
         return status(stack, args, view), 0
@@ -276,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"canary {args.command}: interrupted", file=sys.stderr)
         return Outcome.INTERRUPTED.exit_code
+    except (OSError, auto.errors.CommandError) as error:
+        print(f"canary {args.command}: {explain(error, args)}", file=sys.stderr)
+        return Outcome.REFUSED.exit_code
     if args.json:
         print(json.dumps(result, indent=2))
     return code

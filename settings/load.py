@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,9 +90,20 @@ class _Reader:
         self.problems: list[str] = []
         self.refused: set[str] = set()
         """Keys already reported, so rules that build on them stay quiet."""
+        self.keys_read: list[str] = []
+
+    def differs_from_default(self, key: str) -> bool:
+        value, default = self._source.get(key), declared_settings()[key]["default"]
+        if value is None or isinstance(default, str):
+            return value is not None and value.strip() != default
+        try:
+            return bool(json.loads(value) != default)  # numbers, booleans, lists
+        except (ValueError, RecursionError):  # RecursionError: a deeply nested array
+            return True
 
     def _raw(self, key: str) -> str:
         declaration = declared_settings()[key]  # KeyError: every setting must be declared.
+        self.keys_read.append(key)
         value = self._source.get(key)
         if value is None:
             default = declaration["default"]
@@ -285,7 +297,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
     kubeconfig = read.text("kubeconfig") or None
     context = read.text("kubeContext") or None
     if mode == "existing":
-        return ExistingCluster(kubeconfig, context)
+        return ExistingCluster(kubeconfig, context, _eks_only_settings_set(read))
     for key, value in (("kubeconfig", kubeconfig), ("kubeContext", context)):
         if value is not None:
             read.fail(key, value, "is only used with clusterMode existing; set clusterMode to existing or unset it")
@@ -306,6 +318,24 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
         api_access_cidrs=_read_api_access(read),
     )
+
+
+@dataclass(frozen=True)
+class _AsEks:
+    """The stack's config as an EKS stack would read it: which settings only that mode reads."""
+
+    source: ConfigSource
+
+    def get(self, key: str) -> str | None:
+        return "eks" if key == "clusterMode" else self.source.get(key)
+
+
+def _eks_only_settings_set(read: _Reader) -> tuple[str, ...]:
+    """The settings only an EKS stack reads that this stack sets: found by reading it as one (no list to keep)."""
+    as_eks = _Reader(_AsEks(read._source))
+    _read_cluster(as_eks)
+    shared = {"clusterMode", "kubeconfig", "kubeContext"}
+    return tuple(key for key in dict.fromkeys(as_eks.keys_read) if key not in shared and read.differs_from_default(key))
 
 
 def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings:

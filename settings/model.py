@@ -73,6 +73,8 @@ class EksCluster:
 class ExistingCluster:
     kubeconfig: str | None
     context: str | None
+    ignored: tuple[str, ...] = ()
+    """EKS-only settings this stack sets (to other than their defaults): nothing uses them in this mode."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ EC2_INSTANCE_TYPES: dict[str, tuple[int, int, int, int, tuple[str, ...], str]] =
     "m5.4xlarge": (16, 65536, 8, 30, ("x86_64",), "nitro"),
     "m5.8xlarge": (32, 131072, 8, 30, ("x86_64",), "nitro"),
     "m6a.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7i.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
     "m7i-flex.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
     "m7g.large": (2, 8192, 3, 10, ("arm64",), "nitro"),
     "c6g.large": (2, 4096, 3, 10, ("arm64",), "nitro"),

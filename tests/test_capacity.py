@@ -200,6 +200,7 @@ EXPECTED = {
     "m5.4xlarge": (234, 110, 110, True),  # 16 vCPUs: at most 110
     "m5.8xlarge": (234, 234, 250, True),  # 32 vCPUs: at most 250
     "m6a.large": (29, 29, 110, True),
+    "m7i.large": (29, 29, 110, True),
     "m7i-flex.large": (29, 29, 110, True),
     "m7g.large": (29, 29, 110, True),
     "c6g.large": (29, 29, 110, True),
@@ -253,7 +254,7 @@ def test_t3_nano_is_refused_with_its_numbers() -> None:
     assert "short by" in message and "pods" in message.split("short by")[1].splitlines()[0]
 
 
-@pytest.mark.parametrize("name", ["x9.huge", "t3a.mediun"])
+@pytest.mark.parametrize("name", ["x9.huge", "t3a.mediun", "t3.micro"])  # t3.micro: not in this region's mock
 def test_a_type_aws_does_not_know_is_refused_with_aws_answer(name: str) -> None:
     run = ProgramRun()
     with pytest.raises(SettingsError) as refused:
@@ -262,6 +263,7 @@ def test_a_type_aws_does_not_know_is_refused_with_aws_answer(name: str) -> None:
     assert f"nodeInstanceType = '{name}': AWS does not know this instance type" in message
     assert f"The following supplied instance types do not exist: [{name}]" in message, "AWS's own words"
     assert ("Did you mean t3a.medium?" in message) == (name == "t3a.mediun")
+    assert f"Did you mean {name}?" not in message
     assert run.resources == [] and run.invokes == ["aws:ec2/getInstanceType:getInstanceType"]
 
 

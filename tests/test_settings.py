@@ -311,3 +311,9 @@ def test_the_canary_command_refuses_an_undeclared_key_too() -> None:
     assert load_settings(config).app.canary_weight == 10
     with pytest.raises(SettingsError, match="did you mean canaryWeight"):
         load_settings(StackConfig("canary", {"aws:region": "us-east-1", "canary:canaryWieght": "10"}))
+
+
+def test_a_deeply_nested_eks_setting_in_existing_mode_is_no_traceback() -> None:
+    """Existing-cluster mode also looks at EKS-only settings (to warn about them): no RecursionError there either."""
+    settings = load_settings(DictConfig({**EXISTING_CLUSTER, "apiAccessCidrs": "[" * 4000 + "]" * 4000}))
+    assert isinstance(settings.cluster, ExistingCluster)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, run
-from tests.e2e.mesh_traffic import MeshTraffic
-from tests.e2e.prometheus_server import PrometheusServer, prometheus_bin_dir
 
 WINDOW = "5s"  # the analysis window: Flagger's 1m, shortened to match a 1s scrape interval
 TOOLCHAIN_DIR = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain"))
@@ -113,6 +113,14 @@ def mesh_traffic() -> Iterator[MeshTraffic]:
         mesh.set("v1", rps=100, error_ratio=0, latency_ms=50)
         mesh.set("v2", rps=100, error_ratio=0, latency_ms=50)
         yield mesh
+
+
+def prometheus_bin_dir() -> str:
+    """The toolchain's bin directory with prometheus and promtool (downloaded on first use)."""
+    result = subprocess.run(
+        [str(ROOT / "scripts/toolchain"), "--print-path", "prometheus"], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")

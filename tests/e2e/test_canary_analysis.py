@@ -9,9 +9,8 @@ import pytest
 
 from mesh.canary_dashboard import queries
 from rollout.checks import CheckResult, Prometheus, Target, builtin_checks, parse_check
+from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.conftest import WINDOW
-from tests.e2e.mesh_traffic import MeshTraffic
-from tests.e2e.prometheus_server import PrometheusServer
 
 CANARY = Target("default", "nginx-v2", WINDOW)
 STABLE = Target("default", "nginx-v1", WINDOW)

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
+from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.cli import ROOT, Kubectl, Stack, run
 from tests.e2e.conftest import WINDOW
-from tests.e2e.mesh_traffic import MeshTraffic
-from tests.e2e.prometheus_server import PrometheusServer
 
 FAST = ["--interval", "2s", "--poll", "1s", "--window", WINDOW]
 CANARY = str(ROOT / "venv/bin/canary")

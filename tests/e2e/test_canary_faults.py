@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
+from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.cli import Kubectl, Stack
 from tests.e2e.conftest import WINDOW
-from tests.e2e.mesh_traffic import MeshTraffic
-from tests.e2e.prometheus_server import PrometheusServer
 from tests.e2e.test_canary_cli import CanaryCommand, config, split
 from tests.test_rollout_prometheus import FakePrometheus, json_answer, vector
 

@@ -3,7 +3,8 @@
 Each version of the app gets the series Istio's sidecars export with reporter="destination"
 (istio_requests_total, istio_request_duration_milliseconds), driven by a background thread
 from what set() says that version's traffic is, and served on 127.0.0.1 for a real Prometheus
-to scrape. Deterministic: request counts, errors and latencies follow fixed sequences.
+to scrape. The demo (`scripts/try-local demo`) and the end-to-end tests use it.
+Deterministic: request counts, errors and latencies follow fixed sequences.
 """
 
 from __future__ import annotations

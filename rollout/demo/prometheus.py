@@ -1,6 +1,7 @@
-"""A real Prometheus (the `prometheus` on PATH) scraping given targets, on 127.0.0.1, for tests.
+"""A real Prometheus (the `prometheus` on PATH) scraping given targets, on 127.0.0.1.
 
-scripts/toolchain provides the binary: put prometheus_bin_dir() on PATH first.
+The demo (`scripts/try-local demo`) and the end-to-end tests run it; scripts/toolchain
+provides the binary (`scripts/toolchain --print-path prometheus` is the directory to put on PATH).
 """
 
 from __future__ import annotations
@@ -17,19 +18,6 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def prometheus_bin_dir() -> str:
-    """The toolchain's bin directory with prometheus and promtool (downloaded on first use)."""
-    result = subprocess.run(
-        [str(PROJECT_DIR / "scripts/toolchain"), "--print-path", "prometheus"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
 
 
 def free_port() -> int:
@@ -66,7 +54,9 @@ class PrometheusServer:
             return self
         binary = shutil.which("prometheus")
         if binary is None:
-            raise RuntimeError("no prometheus on PATH (put prometheus_bin_dir() on it: scripts/toolchain prometheus)")
+            raise RuntimeError(
+                "no prometheus on PATH (put the directory `scripts/toolchain --print-path prometheus` prints on it)"
+            )
         command = [
             binary,
             f"--config.file={self.config_path}",
