@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 
 import pulumi
-import pulumi_aws as aws
 
 from capacity.nodes import ARM64, SUGGESTIONS, X86_64, InstanceType
 from settings import SettingsError
@@ -19,6 +18,8 @@ def instance_type_from_aws(name: str) -> InstanceType:
     """vCPUs, memory, network interfaces, addresses per interface, architecture and hypervisor of `name`.
 
     A type AWS does not know is refused with AWS's own answer."""
+    import pulumi_aws as aws  # here, not at the top: existing-cluster mode never loads the AWS SDK
+
     try:
         facts = aws.ec2.get_instance_type(instance_type=name)
     except Exception as error:  # the engine's invoke error carries the provider's (and AWS's) message

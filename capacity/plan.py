@@ -52,8 +52,8 @@ def _placed(footprints: tuple[Footprint, ...], node_count: int) -> tuple[Footpri
             continue
         if item.per_node:
             item = replace(item, pods=node_count)
-        if item.injected and sidecar != NO_REQUESTS:
-            note = f"app {item.pod} + istio-proxy sidecar {sidecar}"
+        if item.injected:  # no sidecar declared: ambient mode, where ztunnel and the waypoint carry the traffic
+            note = f"app {item.pod} + istio-proxy sidecar {sidecar}" if sidecar != NO_REQUESTS else "no sidecar"
             item = replace(item, pod=item.pod + sidecar, note=note, injected=False)
         placed.append(item)
     return tuple(placed)

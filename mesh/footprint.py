@@ -14,15 +14,26 @@ ISTIO_ELSEWHERE = "installIstio = false: installed outside the stack, same nodes
 
 
 def footprint(settings: MeshSettings, on_eks: bool) -> list[Footprint]:
-    """istiod, the ingress gateway, the CNI agent on every node, the addons, and the sidecar of injected pods.
+    """istiod, the ingress gateway, the CNI agent on every node, the addons, and the sidecar of injected pods
+    (in ambient mode: ztunnel on every node and the app namespace's waypoint instead).
 
     With installIstio = false, Istio is counted as this stack would install it: in EKS mode the
     node group is the cluster's only one, so Istio runs on it however it is installed."""
-    istiod = charts.istiod_values(on_eks)
+    mode = settings.dataplane_mode
+    istiod = charts.istiod_values(on_eks, mode)
     gateway = charts.gateway_values(on_eks)
     note = "" if settings.install_istio else ISTIO_ELSEWHERE
     items = [
-        Footprint("istio-proxy", 0, requests_of(istiod["global"]["proxy"]["resources"]), sidecar=True),
+        *(
+            [
+                Footprint(
+                    "ztunnel", 0, requests_of(charts.ztunnel_values()["resources"]), "one per node", per_node=True
+                ),
+                Footprint("waypoint", 1, requests_of(istiod["global"]["waypoint"]["resources"]), "the app's L7 proxy"),
+            ]
+            if mode == "ambient"
+            else [Footprint("istio-proxy", 0, requests_of(istiod["global"]["proxy"]["resources"]), sidecar=True)]
+        ),
         Footprint(
             "istiod", istiod.get("replicaCount", charts.CHART_REPLICAS), requests_of(istiod["resources"]), note=note
         ),
@@ -35,7 +46,9 @@ def footprint(settings: MeshSettings, on_eks: bool) -> list[Footprint]:
     ]
     if settings.install_istio:  # an Istio installed elsewhere may not use the CNI node agent
         items.append(
-            Footprint("istio-cni", 0, requests_of(charts.cni_values()["resources"]), note="one per node", per_node=True)
+            Footprint(
+                "istio-cni", 0, requests_of(charts.cni_values(mode)["resources"]), note="one per node", per_node=True
+            )
         )
     addons = settings.addons
     if addons.prometheus:

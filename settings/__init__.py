@@ -8,6 +8,7 @@ from settings.model import (
     AppVersion,
     ClusterMode,
     ConfigSource,
+    DataplaneMode,
     EksCluster,
     ExistingCluster,
     IngressServiceType,
@@ -16,7 +17,9 @@ from settings.model import (
     NodeGroup,
     Settings,
     SettingsError,
+    TrafficApi,
     Vpc,
+    workload_name,
 )
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "AppVersion",
     "ClusterMode",
     "ConfigSource",
+    "DataplaneMode",
     "EksCluster",
     "ExistingCluster",
     "IngressServiceType",
@@ -34,7 +38,9 @@ __all__ = [
     "NodeGroup",
     "Settings",
     "SettingsError",
+    "TrafficApi",
     "Vpc",
     "declared_settings",
     "load_settings",
+    "workload_name",
 ]

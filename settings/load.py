@@ -53,8 +53,8 @@ IMAGE_REFERENCE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-# RFC 9110 token characters, lowercase: Istio matches header names in lowercase only.
-HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+# Istio's form of an HTTP header name (an RFC 9110 token): lowercase, with '-' as the separator.
+HEADER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 HEADER_VALUE = re.compile(r"^[!-~]([ -~]*[!-~])?$")  # visible ASCII, inner spaces; HTTP trims the ends
 IGNORED_HEADERS = ("uri", "scheme", "method", "authority")  # Istio ignores header matches on these
 MAX_HEADER_LENGTH = 256  # ours: far above any real canary header, far below Envoy's 60 KiB header block
@@ -200,13 +200,13 @@ def _cidr_list(raw: str) -> tuple[str, ...] | None:
     return values
 
 
-# Ranges that are not on the internet (RFC 6890): EKS's public endpoint refuses them.
+# Ranges no internet client comes from: private (RFC 1918), shared (RFC 6598), loopback, link-local,
+# "this network", multicast and reserved. EKS's public endpoint refuses private ranges.
 NOT_PUBLIC = tuple(
     ipaddress.IPv4Network(cidr)
     for cidr in (
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-        "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
     )
 )  # fmt: skip
 
@@ -355,7 +355,16 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         ),
         app_namespace=app_namespace,
         app_name=app_name,
+        traffic_api=read.choice("trafficApi", ("istio", "gateway-api")),  # type: ignore[arg-type]  # checked by choice()
+        dataplane_mode=read.choice("dataplaneMode", ("sidecar", "ambient")),  # type: ignore[arg-type]  # by choice()
     )
+    if mesh.dataplane_mode == "ambient" and mesh.traffic_api != "gateway-api":
+        read.fail(
+            "dataplaneMode",
+            "ambient",
+            f"needs trafficApi = gateway-api (ambient's waypoints route by HTTPRoute; trafficApi is "
+            f"{mesh.traffic_api}): set trafficApi gateway-api, or dataplaneMode sidecar",
+        )
     for dashboard in ("grafana", "kiali"):
         if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
             read.fail(
@@ -395,12 +404,12 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
     name = read.checked(
         "canaryHeaderName",
         _header_name,
-        f"must be empty (off) or a lowercase HTTP header name of at most {MAX_HEADER_LENGTH} characters: letters, "
-        f"digits and !#$%&'*+-.^_`|~ (RFC 9110 token), like x-canary; not {', '.join(IGNORED_HEADERS)} "
+        f"must be empty (off) or a lowercase HTTP header name of at most {MAX_HEADER_LENGTH} characters as Istio "
+        f"matches them: letters and digits with '-' between, like x-canary; not {', '.join(IGNORED_HEADERS)} "
         "(Istio ignores matches on them)",
         "",
     )
-    value = read._raw("canaryHeaderValue")
+    value = read.text("canaryHeaderValue")  # spaces at either end are dropped, as HTTP drops them
     if not name:
         return None
     if len(value) < MIN_HEADER_VALUE:  # no default: a guessable value would let anyone reach the canary
@@ -414,8 +423,8 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
         read.fail(
             "canaryHeaderValue",
             value,
-            f"must be at most {MAX_HEADER_LENGTH} printable ASCII characters, without spaces at either end "
-            "(HTTP drops them, so the match would never hold)",
+            f"must be at most {MAX_HEADER_LENGTH} printable ASCII characters (no tabs or other control characters, "
+            "nothing beyond ASCII)",
         )
     return name, value
 

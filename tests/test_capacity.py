@@ -274,7 +274,7 @@ def test_a_failed_lookup_is_not_blamed_on_the_setting(monkeypatch: pytest.Monkey
     def offline(**_: object) -> None:
         raise Exception("invoke of aws:ec2/getInstanceType:getInstanceType failed: no valid credential sources found")
 
-    monkeypatch.setattr("capacity.aws.aws.ec2.get_instance_type", offline)
+    monkeypatch.setattr("pulumi_aws.ec2.get_instance_type", offline)
     with pytest.raises(pulumi.RunError) as failed:
         check_capacity(settings_of())
     assert not isinstance(failed.value, SettingsError)

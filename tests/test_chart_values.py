@@ -47,7 +47,14 @@ FREE_FORM = {
 #   simply the ConfigMap", templates/configmap.yaml), so Kiali's own settings apply too; these
 #   are from the Kiali CR reference (kiali-operator, crd-docs/cr/kiali.io_v1alpha1_kiali.yaml),
 #   and `deployment.ingress.enabled` is also in values.yaml as a comment ("#enabled:").
+# - Istio's charts: `profile` selects one of the chart's files/profile-*.yaml (templates/zzz_profile.yaml).
+ISTIO_PROFILE = {"profile": ""}
 UNLISTED = {
+    "base": ISTIO_PROFILE,
+    "cni": ISTIO_PROFILE,
+    "istiod": ISTIO_PROFILE,
+    "gateway": ISTIO_PROFILE,
+    "ztunnel": ISTIO_PROFILE,
     "grafana": {"podLabels": {}},
     "kiali-server": {
         "deployment": {"ingress": {"enabled": False}},
@@ -91,6 +98,7 @@ MODES = {
     "eks": {},
     "existing": {**EXISTING_CLUSTER, "ingressServiceType": "NodePort"},
     "no-grafana": {"grafana": "false"},
+    "ambient": {"trafficApi": "gateway-api", "dataplaneMode": "ambient"},
 }
 
 
@@ -107,6 +115,7 @@ def releases(mode: str) -> dict[str, tuple[str, str, dict[str, Any]]]:
 def test_every_release_of_the_program_is_checked() -> None:
     assert releases("eks").keys() == {"base", "cni", "istiod", "gateway", "prometheus", "grafana", "kiali-server"}
     assert releases("eks").keys() == releases("existing").keys() == releases("no-grafana").keys() | {"grafana"}
+    assert releases("ambient").keys() == releases("eks").keys() | {"ztunnel"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -142,9 +151,9 @@ def merged(defaults: Any, ours: Any) -> Any:
     return ours
 
 
-def rendered(chart: str) -> dict[str, Any]:
-    """The effective values of `chart` in the EKS run (the stack the preflight plans)."""
-    _, version, values = releases("eks")[chart]
+def rendered(chart: str, mode: str = "eks") -> dict[str, Any]:
+    """The effective values of `chart` in an EKS run (the stack the preflight plans)."""
+    _, version, values = releases(mode)[chart]
     return dict(merged(documented(chart, version), values))
 
 
@@ -160,8 +169,8 @@ def min_replicas(values: dict[str, Any], autoscaling: str, minimum: str, count: 
     return int(at(minimum) if at(autoscaling) else values.get(count) or 1)
 
 
-def the_plan() -> CapacityPlan:
-    plan = plan_capacity(load_settings(DictConfig()), describe("t3a.medium"))
+def the_plan(mode: str = "eks") -> CapacityPlan:
+    plan = plan_capacity(load_settings(DictConfig(MODES[mode])), describe("t3a.medium"))
     assert plan is not None
     return plan
 
@@ -210,3 +219,15 @@ def test_every_installed_pod_has_explicit_requests() -> None:
     assert values["gateway"]["resources"]["requests"] and values["cni"]["resources"]["requests"]
     assert values["prometheus"]["server"]["resources"]["requests"] and values["grafana"]["resources"]["requests"]
     assert values["kiali-server"]["deployment"]["resources"]["requests"]
+
+
+def test_the_plan_counts_what_ambient_mode_requests() -> None:
+    """Ambient mode: ztunnel on every node and the app namespace's waypoint, which istiod deploys with
+    global.waypoint.resources; no sidecar in the app's pods."""
+    plan = the_plan("ambient")
+    ztunnel, istiod = rendered("ztunnel", "ambient"), rendered("istiod", "ambient")
+    assert item(plan, "ztunnel") == (plan.node_count, requests_of(ztunnel["resources"]))
+    assert item(plan, "waypoint") == (1, requests_of(istiod["global"]["waypoint"]["resources"]))
+    settings = load_settings(DictConfig(MODES["ambient"]))
+    (container,) = manifests.deployment(settings.app, settings.app.stable)["spec"]["template"]["spec"]["containers"]
+    assert item(plan, "nginx-v1") == (settings.app.stable.replicas, requests_of(container["resources"]))

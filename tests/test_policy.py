@@ -200,8 +200,23 @@ def test_only_the_ingress_gateway_is_a_load_balancer() -> None:
 # --- cluster ---------------------------------------------------------------------------
 
 
-def eks_cluster(**props: Any) -> dict[str, Any]:
-    return {"enabledClusterLogTypes": ["api", "audit", "authenticator"], "publicAccessCidrs": ["127.0.0.0/8"], **props}
+def created_by_pulumi_eks(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The aws:eks/cluster:Cluster pulumi-eks v4 creates from its component's inputs (its nodejs/eks/cluster.ts):
+    what the engine shows a policy pack, where the mocks cannot run the component."""
+    endpoint = {key: inputs.get(key) for key in ("endpointPrivateAccess", "endpointPublicAccess", "publicAccessCidrs")}
+    props = {
+        "name": inputs.get("name"),
+        "version": inputs.get("version"),
+        "enabledClusterLogTypes": inputs.get("enabledClusterLogTypes"),
+        "vpcConfig": {key: value for key, value in endpoint.items() if value is not None},
+        "tags": {"Name": f"{name}-eksCluster", **(inputs.get("clusterTags") or {}), **(inputs.get("tags") or {})},
+    }
+    return {key: value for key, value in props.items() if value is not None}
+
+
+def eks_cluster(**inputs: Any) -> dict[str, Any]:
+    defaults = {"enabledClusterLogTypes": ["api", "audit", "authenticator"], "publicAccessCidrs": ["127.0.0.0/8"]}
+    return created_by_pulumi_eks("cluster-eks", {**defaults, **inputs})
 
 
 def test_logged_cluster_with_narrow_endpoint_passes() -> None:
@@ -243,10 +258,19 @@ def test_credentials_in_plain_inputs_fail() -> None:
 
 
 def as_policy_resources(run: ProgramRun) -> list[PolicyResource]:
+    """What the engine gives a policy pack: custom resources, never components (tests/e2e/test_policy_engine.py),
+    including the cluster that pulumi-eks's `eks:index:Cluster` component creates."""
+
     def props(registered: Registered) -> dict[str, Any]:
         return copy.deepcopy(registered.inputs)
 
-    return [resource(r.type, props(r), r.name) for r in run.resources if r.custom and not r.read]
+    sent = []
+    for r in run.resources:
+        if r.custom and not r.read:
+            sent.append(resource(r.type, props(r), r.name))
+        elif r.type == "eks:index:Cluster":
+            sent.append(resource(rules.EKS_CLUSTER, created_by_pulumi_eks(r.name, props(r)), f"{r.name}-eksCluster"))
+    return sent
 
 
 def pack_violations(run: ProgramRun, config: dict[str, Any] | None = None) -> list[str]:
@@ -310,3 +334,81 @@ def test_references_to_secrets_are_not_credentials() -> None:
     assert check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("grafana", values)) == []
     (token,) = check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("kiali", {"token": "x"}))
     assert "values.token" in token
+
+
+# --- HTTPRoute split (trafficApi gateway-api) -------------------------------------------
+
+
+def http_route(weights: dict[str, int], header_rule: bool = False) -> dict[str, Any]:
+    split_rule = {"backendRefs": [{"name": f"nginx-{v}", "port": 80, "weight": w} for v, w in weights.items()]}
+    rules_ = [split_rule]
+    if header_rule:
+        header = {"type": "Exact", "name": "x-canary", "value": "always"}
+        rules_.insert(0, {"matches": [{"headers": [header]}], "backendRefs": [{"name": "nginx-v2", "port": 80}]})
+    return {
+        "metadata": {"name": "nginx-route", "annotations": {"canary/stable-backend": "nginx-v1"}},
+        "spec": {"rules": rules_},
+    }
+
+
+def check_route(props: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
+    args = ResourceValidationArgs(rules.HTTP_ROUTE, props, "urn", "r", OPTIONS, None, config)
+    return violations(rules.validate_http_route_split, args)
+
+
+def test_an_http_route_within_the_cap_passes() -> None:
+    assert check_route(http_route({"v1": 90, "v2": 10}, header_rule=True)) == []
+    assert check_route(http_route({"v1": 0, "v2": 100})) == [], "promotion"
+
+
+def test_an_http_route_not_summing_to_100_fails() -> None:
+    (message,) = check_route(http_route({"v1": 90, "v2": 20}))
+    assert "HTTPRoute nginx-route: the weights of rules[0] sum to 110, not 100" in message
+
+
+def test_an_http_route_above_the_cap_fails_unless_promoted() -> None:
+    (message,) = check_route(http_route({"v1": 40, "v2": 60}))
+    assert "sends 60% to canary 'nginx-v2', above the maximum of 50%" in message
+    (message,) = check_route(http_route({"v1": 0, "v2": 100}), {"allowPromotion": False})
+    assert "promotions are disabled" in message
+    assert check_route(http_route({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
+
+
+def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
+    lone = http_route({"v2": 1})
+    (message,) = check_route(lone, {"allowPromotion": False})
+    assert "sends 100% to canary 'nginx-v2'" in message
+
+
+@pytest.mark.parametrize("weight", ["10", "50", "100"])
+def test_shipped_gateway_api_stacks_pass_every_rule(weight: str) -> None:
+    config = {
+        "trafficApi": "gateway-api",
+        "canaryWeight": weight,
+        "canaryHeaderName": "x-canary",
+        "canaryHeaderValue": "3f9c2a7be1d04c58",
+        "mirrorPercent": "5",
+    }
+    assert pack_violations(run_program(config)) == []
+
+
+def test_a_bad_gateway_api_change_is_caught() -> None:
+    found = pack_violations(run_program({**EXISTING_CLUSTER, "trafficApi": "gateway-api", "canaryWeight": "60"}))
+    assert len(found) == 1 and "HTTPRoute nginx-route sends 60% to canary 'nginx-v2'" in found[0]
+
+
+def test_the_shipped_eks_cluster_reaches_the_control_plane_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = as_policy_resources(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    assert not [r for r in sent if r.resource_type.startswith("eks:index:")], "components never reach a pack"
+    (cluster,) = [r for r in sent if r.resource_type == rules.EKS_CLUSTER]
+    assert cluster.props["vpcConfig"] == {
+        "endpointPrivateAccess": True,
+        "endpointPublicAccess": True,
+        "publicAccessCidrs": ["0.0.0.0/0"],
+    }
+    monkeypatch.setattr("infra.cluster.CONTROL_PLANE_LOGS", ["api"])
+    found = pack_violations(run_program({"canaryWeight": "10"}))
+    assert len(found) == 1 and "EKS cluster logs ['api']; it must log at least" in found[0]
+    monkeypatch.setattr("infra.cluster.PUBLIC_ENDPOINT_EXPLICIT", "oops")
+    found = pack_violations(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    assert any("open to the whole internet" in message for message in found)
