@@ -51,6 +51,9 @@ class StackConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(f"{self.project}:{key}")
 
+    def keys(self) -> list[str]:
+        return [key.split(":", 1)[1] for key in self.values if key.startswith(f"{self.project}:")]
+
 
 def reconciliations(
     project: str,
