@@ -102,7 +102,8 @@ def test_5_ambient_mode_labels_the_namespace_and_declares_its_waypoint(gateway_a
     assert "istio-injection" not in labels
     waypoint = cluster.get("-n", "default", "gateways.gateway.networking.k8s.io", "waypoint")
     assert waypoint["spec"]["gatewayClassName"] == "istio-waypoint"
-    assert waypoint["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    (listener,) = waypoint["spec"]["listeners"]
+    assert (listener["name"], listener["port"], listener["protocol"]) == ("mesh", 15008, "HBONE")
     peer = cluster.get("-n", "default", "peerauthentications.security.istio.io", "default")
     assert peer["spec"]["mtls"]["mode"] == "STRICT"
 
