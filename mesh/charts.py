@@ -16,6 +16,7 @@ ISTIO_NAMESPACE = "istio-system"
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 INGRESS_GATEWAY = "istio-ingressgateway"
 INGRESS_GATEWAY_LABEL = "ingressgateway"  # pods carry istio=ingressgateway, as the seed's Gateway selects
+ZONE = "topology.kubernetes.io/zone"
 
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
@@ -79,7 +80,7 @@ def zone_spread(labels: dict[str, str]) -> list[dict[str, Any]]:
     return [
         {
             "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
+            "topologyKey": ZONE,
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": labels},
         }
@@ -117,7 +118,9 @@ def istiod_values(on_eks: bool, dataplane_mode: DataplaneMode = "sidecar") -> di
     return values
 
 
-GATEWAY_LABELS = {"istio": INGRESS_GATEWAY_LABEL, "app": INGRESS_GATEWAY}
+GATEWAY_SELECTOR = {"istio": INGRESS_GATEWAY_LABEL}
+"""What the ingress Gateway object selects: the label the seed's Gateway uses."""
+GATEWAY_LABELS = {**GATEWAY_SELECTOR, "app": INGRESS_GATEWAY}
 
 
 def gateway_values(on_eks: bool) -> dict[str, Any]:

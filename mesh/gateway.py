@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.charts import INGRESS_GATEWAY, INGRESS_GATEWAY_LABEL, ISTIO_NAMESPACE
+from mesh.charts import GATEWAY_SELECTOR, INGRESS_GATEWAY, ISTIO_NAMESPACE
 from settings import TrafficApi
 
 GATEWAY_NAME = "default-gateway"
@@ -57,7 +57,7 @@ def istio_gateway() -> Manifest:
     return {
         "metadata": {"name": GATEWAY_NAME, "namespace": ISTIO_NAMESPACE},
         "spec": {
-            "selector": {"istio": INGRESS_GATEWAY_LABEL},
+            "selector": GATEWAY_SELECTOR,
             "servers": [{"hosts": ["*"], "port": {"name": "http", "number": HTTP_PORT, "protocol": "HTTP"}}],
         },
     }

@@ -8,7 +8,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from mesh import canary_dashboard, charts, gateway
 from settings import MeshSettings
@@ -55,12 +54,19 @@ class Mesh(pulumi.ComponentResource):
     dashboards: dict[str, str]
     grafana_admin_password: pulumi.Output[str] | None = None
     """Generated when Grafana is installed; a stack secret."""
+    app_namespace_object: k8s.core.v1.Namespace | k8s.core.v1.NamespacePatch
 
     def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:mesh:Mesh", name, None, opts)
         settings = args.settings
         self.istio_crds = []
         self.sidecar_injector = []
+        # Annotated here, not on the class: Pulumi resolves a component class's annotations, which
+        # would load the Helm SDK on every `pulumi up`, also of stacks that install no chart.
+        self.releases: dict[str, k8s.helm.v3.Release] = {}
+        """The Helm releases installed, by release name."""
+        self.ingress_service: k8s.core.v1.Service | None = None
+        """The ingress gateway's Service (None when Istio is installed outside the stack)."""
         self.ingress_host = pulumi.Output.from_input(f"{charts.INGRESS_GATEWAY}.{charts.ISTIO_NAMESPACE}")
         self._schedulable = list(args.schedulable)
 
@@ -90,6 +96,7 @@ class Mesh(pulumi.ComponentResource):
         else:
             metadata = k8s.meta.v1.ObjectMetaArgs(name=namespace_name, labels=labels)
             namespace = k8s.core.v1.Namespace(f"{name}-app-namespace", metadata=metadata, opts=opts)
+        self.app_namespace_object = namespace
         # The name once the namespace carries its labels, so the app waits for it.
         return namespace.metadata.apply(lambda _: namespace_name)
 
@@ -128,7 +135,7 @@ class Mesh(pulumi.ComponentResource):
     def _release(
         self, chart: charts.Chart, values: dict[str, Any], opts: pulumi.ResourceOptions
     ) -> k8s.helm.v3.Release:
-        return k8s.helm.v3.Release(
+        release = self.releases[chart.release] = k8s.helm.v3.Release(
             chart.release,
             name=chart.release,
             chart=chart.chart,
@@ -140,6 +147,7 @@ class Mesh(pulumi.ComponentResource):
             skip_await=False,
             opts=opts,
         )
+        return release
 
     def _install_istio(self, name: str, settings: MeshSettings, on_eks: bool) -> None:
         istio = charts.istio_charts(settings.istio_version)
@@ -167,7 +175,7 @@ class Mesh(pulumi.ComponentResource):
         # address on create, and on destroy for the load balancer to be gone (the Service's
         # cleanup finalizer) before the node group, cluster and VPC are deleted.
         manifest = charts.ingress_service(settings.ingress_service_type, on_eks)
-        service = k8s.core.v1.Service(
+        service = self.ingress_service = k8s.core.v1.Service(
             charts.INGRESS_GATEWAY, metadata=manifest["metadata"], spec=manifest["spec"], opts=self._after(gateway)
         )
         if settings.ingress_service_type == "LoadBalancer":
@@ -175,6 +183,8 @@ class Mesh(pulumi.ComponentResource):
             self.ingress_external = True
 
     def _grafana_admin(self) -> k8s.core.v1.Secret:
+        import pulumi_random as random  # only with Grafana: one SDK less to load for every other stack
+
         password = random.RandomPassword(
             "grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
         )

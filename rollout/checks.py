@@ -206,6 +206,19 @@ class Prometheus:
                 chunks.append(chunk)
         return b"".join(chunks)
 
+    def ready(self) -> None:
+        """Raises LookupError when Prometheus does not answer at all; any HTTP answer will do."""
+        request = urllib.request.Request(f"{self.url}/-/ready", headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers; whether its queries do is the analysis' business
+        except (OSError, ValueError) as error:
+            raise LookupError(
+                f"Prometheus at {self.url} cannot be reached ({getattr(error, 'reason', error)})"
+            ) from None
+
     def query(self, promql: str) -> float:
         """The single value of an instant query; raises LookupError when there is none to judge by."""
         address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"

@@ -18,6 +18,7 @@ from settings.model import (
     SettingsError,
     TrafficApi,
     Vpc,
+    workload_name,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "Vpc",
     "declared_settings",
     "load_settings",
+    "workload_name",
 ]

@@ -65,17 +65,12 @@ class EksCluster:
 
 @dataclass(frozen=True)
 class ExistingCluster:
+    """A cluster made elsewhere, reached through a kubeconfig file and context (None: kubectl's defaults)."""
+
     kubeconfig: str | None
     context: str | None
     ignored: tuple[str, ...] = ()
     """EKS-only settings this stack sets (to other than their defaults): nothing uses them in this mode."""
-
-
-@dataclass(frozen=True)
-class Addons:
-    prometheus: bool
-    grafana: bool
-    kiali: bool
 
 
 @dataclass(frozen=True)
@@ -102,6 +97,18 @@ class MeshSettings:
         destination_workload_namespace labels (tests/integration/ambient/baseline_test.go, buildQuery).
         """
         return "waypoint" if self.dataplane_mode == "ambient" else "destination"
+
+
+@dataclass(frozen=True)
+class Addons:
+    prometheus: bool
+    grafana: bool
+    kiali: bool
+
+
+def workload_name(app_name: str, version_label: str) -> str:
+    """`<app>-<version>`: one version's Deployment, its pods' workload in Istio's metrics (destination_workload)."""
+    return f"{app_name}-{version_label}"
 
 
 @dataclass(frozen=True)

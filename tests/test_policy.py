@@ -200,8 +200,23 @@ def test_only_the_ingress_gateway_is_a_load_balancer() -> None:
 # --- cluster ---------------------------------------------------------------------------
 
 
-def eks_cluster(**props: Any) -> dict[str, Any]:
-    return {"enabledClusterLogTypes": ["api", "audit", "authenticator"], "publicAccessCidrs": ["127.0.0.0/8"], **props}
+def created_by_pulumi_eks(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The aws:eks/cluster:Cluster pulumi-eks v4 creates from its component's inputs (its nodejs/eks/cluster.ts):
+    what the engine shows a policy pack, where the mocks cannot run the component."""
+    endpoint = {key: inputs.get(key) for key in ("endpointPrivateAccess", "endpointPublicAccess", "publicAccessCidrs")}
+    props = {
+        "name": inputs.get("name"),
+        "version": inputs.get("version"),
+        "enabledClusterLogTypes": inputs.get("enabledClusterLogTypes"),
+        "vpcConfig": {key: value for key, value in endpoint.items() if value is not None},
+        "tags": {"Name": f"{name}-eksCluster", **(inputs.get("clusterTags") or {}), **(inputs.get("tags") or {})},
+    }
+    return {key: value for key, value in props.items() if value is not None}
+
+
+def eks_cluster(**inputs: Any) -> dict[str, Any]:
+    defaults = {"enabledClusterLogTypes": ["api", "audit", "authenticator"], "publicAccessCidrs": ["127.0.0.0/8"]}
+    return created_by_pulumi_eks("cluster-eks", {**defaults, **inputs})
 
 
 def test_logged_cluster_with_narrow_endpoint_passes() -> None:
@@ -243,10 +258,19 @@ def test_credentials_in_plain_inputs_fail() -> None:
 
 
 def as_policy_resources(run: ProgramRun) -> list[PolicyResource]:
+    """What the engine gives a policy pack: custom resources, never components (tests/e2e/test_policy_engine.py),
+    including the cluster that pulumi-eks's `eks:index:Cluster` component creates."""
+
     def props(registered: Registered) -> dict[str, Any]:
         return copy.deepcopy(registered.inputs)
 
-    return [resource(r.type, props(r), r.name) for r in run.resources if r.custom and not r.read]
+    sent = []
+    for r in run.resources:
+        if r.custom and not r.read:
+            sent.append(resource(r.type, props(r), r.name))
+        elif r.type == "eks:index:Cluster":
+            sent.append(resource(rules.EKS_CLUSTER, created_by_pulumi_eks(r.name, props(r)), f"{r.name}-eksCluster"))
+    return sent
 
 
 def pack_violations(run: ProgramRun, config: dict[str, Any] | None = None) -> list[str]:
@@ -382,3 +406,20 @@ def test_shipped_gateway_api_stacks_pass_every_rule(weight: str) -> None:
 def test_a_bad_gateway_api_change_is_caught() -> None:
     found = pack_violations(run_program({**EXISTING_CLUSTER, "trafficApi": "gateway-api", "canaryWeight": "60"}))
     assert len(found) == 1 and "HTTPRoute nginx-route sends 60% to canary 'nginx-v2'" in found[0]
+
+
+def test_the_shipped_eks_cluster_reaches_the_control_plane_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = as_policy_resources(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    assert not [r for r in sent if r.resource_type.startswith("eks:index:")], "components never reach a pack"
+    (cluster,) = [r for r in sent if r.resource_type == rules.EKS_CLUSTER]
+    assert cluster.props["vpcConfig"] == {
+        "endpointPrivateAccess": True,
+        "endpointPublicAccess": True,
+        "publicAccessCidrs": ["0.0.0.0/0"],
+    }
+    monkeypatch.setattr("infra.cluster.CONTROL_PLANE_LOGS", ["api"])
+    found = pack_violations(run_program({"canaryWeight": "10"}))
+    assert len(found) == 1 and "EKS cluster logs ['api']; it must log at least" in found[0]
+    monkeypatch.setattr("infra.cluster.PUBLIC_ENDPOINT_EXPLICIT", "oops")
+    found = pack_violations(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    assert any("open to the whole internet" in message for message in found)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesh.charts import zone_spread
 from mesh.gateway import HTTP_PORT, IngressGateway
-from settings import AppSettings, AppVersion
+from settings import AppSettings, AppVersion, workload_name
 
 HEALTH_PATH = "/health"
 Manifest = dict[str, Any]
-
-
-def workload_name(app: AppSettings, version: AppVersion) -> str:
-    return f"{app.name}-{version.label}"
 
 
 def version_labels(app: AppSettings, version: AppVersion) -> dict[str, str]:
@@ -28,7 +25,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     labels = version_labels(app, version)
     probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT}}
     container = {
-        "name": workload_name(app, version),
+        "name": workload_name(app.name, version.label),
         "image": version.image,
         "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
@@ -47,16 +44,9 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     }
     pod_spec: Manifest = {"containers": [container]}
     if spread_over_zones:
-        pod_spec["topologySpreadConstraints"] = [
-            {
-                "maxSkew": 1,
-                "topologyKey": "topology.kubernetes.io/zone",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": labels},
-            }
-        ]
+        pod_spec["topologySpreadConstraints"] = zone_spread(labels)
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace, "labels": labels},
         "spec": {
             "replicas": version.replicas,
             "selector": {"matchLabels": labels},
@@ -68,7 +58,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
 def disruption_budget(app: AppSettings, version: AppVersion) -> Manifest:
     """Voluntary disruptions (node drains, upgrades) take at most one pod of a version at a time."""
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": version_labels(app, version)}},
     }
 
@@ -84,7 +74,7 @@ def version_service(app: AppSettings, version: AppVersion) -> Manifest:
     """One version's pods: what an HTTPRoute's weighted backendRefs point at (trafficApi gateway-api)."""
     labels = version_labels(app, version)
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace, "labels": labels},
         "spec": {"ports": [{"name": "http", "port": HTTP_PORT}], "selector": labels},
     }
 
@@ -144,13 +134,13 @@ def virtual_service(app: AppSettings, gateway: IngressGateway) -> Manifest:
 
 
 def _backend(app: AppSettings, version: AppVersion, weight: int | None = None) -> Manifest:
-    backend: Manifest = {"name": workload_name(app, version), "port": HTTP_PORT}
+    backend: Manifest = {"name": workload_name(app.name, version.label), "port": HTTP_PORT}
     return backend if weight is None else {**backend, "weight": weight}
 
 
 def http_route(app: AppSettings, gateway: IngressGateway) -> Manifest:
     """The split as the Gateway API has it: weighted backendRefs to the per-version Services."""
-    annotations = {**_role_annotations(app), "canary/stable-backend": workload_name(app, app.stable)}
+    annotations = {**_role_annotations(app), "canary/stable-backend": workload_name(app.name, app.stable.label)}
     weights = traffic_split(app)
     split: Manifest = {"backendRefs": [_backend(app, v, weights[v.label]) for v in (app.stable, app.canary)]}
     if app.mirror_percent:
