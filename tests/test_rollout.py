@@ -351,6 +351,16 @@ def test_what_an_http_route_serves_is_read_from_the_state() -> None:
     assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
     plain = served_by(state_of({"trafficApi": "gateway-api", "dataplaneMode": "ambient"}))
     assert plain is not None and (plain.split, plain.header, plain.mirror_percent) == ({"v1": 100, "v2": 0}, None, 0)
+    # As the API server stores it: every rule gets a path match, every backendRef a weight.
+    for route in (r["outputs"] for r in resources if r["type"].endswith(":HTTPRoute")):
+        for rule in route["spec"]["rules"]:
+            rule.setdefault("matches", [{}])
+            for match in rule["matches"]:
+                match["path"] = {"type": "PathPrefix", "value": "/"}
+            for backend in rule["backendRefs"]:
+                backend.setdefault("weight", 1)
+    stored = served_by(resources)
+    assert stored is not None and (stored.split, stored.header) == ({"v1": 75, "v2": 25}, "x-canary")
 
 
 def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: Path) -> None:
