@@ -22,6 +22,7 @@ app = CanaryApp(
     CanaryAppArgs(
         settings.app,
         namespace=mesh.app_namespace,
+        ingress_gateway=mesh.ingress_gateway,
         sidecar_injector=mesh.sidecar_injector,
         istio_crds=mesh.istio_crds,
         spread_over_zones=on_eks,

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mesh.gateway import ingress_gateway  # noqa: E402
 from settings import load_settings  # noqa: E402
 from tests.harness import DictConfig  # noqa: E402
 from workloads import manifests  # noqa: E402
@@ -69,8 +70,8 @@ class PulumiStack:
 
 
 def copy_manifest(weight: int) -> str:
-    app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
-    vs = manifests.virtual_service(app)
+    settings = load_settings(DictConfig({"canaryWeight": str(weight)}))
+    vs = manifests.virtual_service(settings.app, ingress_gateway(settings.mesh.traffic_api))
     vs["metadata"]["name"] = BENCH_COPY
     return json.dumps({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", **vs})
 

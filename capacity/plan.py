@@ -43,6 +43,10 @@ REQUESTS: dict[str, Requests] = {
     "istiod": Requests(500, 2048),
     "istio-ingressgateway": Requests(100, 128),
     SIDECAR: Requests(100, 128),
+    # Ambient mode: the ztunnel chart's default requests, one per node; the waypoint's are
+    # istiod's global.waypoint.resources default (Istio 1.31's charts).
+    "ztunnel": Requests(200, 512),
+    "waypoint": Requests(100, 128),
     "prometheus": Requests(500, 512),
     "grafana": Requests(250, 256),
     "kiali": Requests(10, 64),
@@ -163,8 +167,9 @@ def _container_requests(container: dict[str, object]) -> Requests:
 
 
 def _app_items(settings: Settings) -> list[Item]:
-    """The app's Deployments, with the requests their manifests declare and an Istio sidecar per pod."""
-    sidecar = REQUESTS[SIDECAR]
+    """The app's Deployments, with the requests their manifests declare and an Istio sidecar per pod (none in
+    ambient mode)."""
+    sidecar = REQUESTS[SIDECAR] if settings.mesh.dataplane_mode == "sidecar" else NO_REQUESTS
     items = []
     for version in (settings.app.stable, settings.app.canary):
         manifest = manifests.deployment(settings.app, version)
@@ -175,10 +180,18 @@ def _app_items(settings: Settings) -> list[Item]:
                 manifest["metadata"]["name"],
                 manifest["spec"]["replicas"],
                 app + sidecar,
-                note=f"app {app} + {SIDECAR} sidecar {sidecar}",
+                note=f"app {app} + {SIDECAR} sidecar {sidecar}" if sidecar != NO_REQUESTS else "ambient: no sidecar",
             )
         )
     return items
+
+
+def _ambient_items(node_count: int) -> list[Item]:
+    """Ambient mode's proxies: ztunnel on every node, and the app namespace's waypoint."""
+    return [
+        Item("ztunnel", node_count, REQUESTS["ztunnel"], note="one per node", per_node=True),
+        Item("waypoint", 1, REQUESTS["waypoint"], note="the app namespace's L7 proxy"),
+    ]
 
 
 def _items(settings: Settings, node_count: int) -> tuple[Item, ...]:
@@ -196,6 +209,7 @@ def _items(settings: Settings, node_count: int) -> tuple[Item, ...]:
         ),
         Item("istiod", HA_REPLICAS, REQUESTS["istiod"], note=istio_note),
         Item("istio-ingressgateway", HA_REPLICAS, REQUESTS["istio-ingressgateway"], note=istio_note),
+        *(_ambient_items(node_count) if settings.mesh.dataplane_mode == "ambient" else []),
         *(
             Item(addon, 1, REQUESTS[addon], note="assumed: chart sets none" if addon != "kiali" else "", setting=addon)
             for addon in ADDONS

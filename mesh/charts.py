@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from settings import IngressServiceType
+from settings import DataplaneMode, IngressServiceType
 
 ISTIO_NAMESPACE = "istio-system"
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
@@ -37,8 +37,24 @@ def istio_charts(version: str) -> dict[str, Chart]:
         "istiod": Chart("istiod", "istiod", ISTIO_CHARTS, version),
         "cni": Chart("istio-cni", "cni", ISTIO_CHARTS, version),
         "gateway": Chart(INGRESS_GATEWAY, "gateway", ISTIO_CHARTS, version),
+        "ztunnel": Chart("ztunnel", "ztunnel", ISTIO_CHARTS, version),
     }
 
+
+# Istio's charts (cni, istiod, ztunnel) read a `profile` value and merge the chart's own
+# files/profile-<name>.yaml under the user's values (templates/zzz_profile.yaml). The ambient
+# profile turns on PILOT_ENABLE_AMBIENT in istiod, cni.ambient.enabled in the CNI node agent
+# and HBONE for proxies, as Istio's Helm install of ambient mode does (--set profile=ambient).
+AMBIENT_PROFILE = {"profile": "ambient"}
+
+
+# The Gateway API release Istio 1.31 is built against (sigs.k8s.io/gateway-api in the go.mod of
+# istio.io/istio on its 1.31 line). Its CRDs are not in Istio's charts: the stack installs the
+# release's standard channel for trafficApi gateway-api (scripts/toolchain reads this pin too).
+GATEWAY_API_VERSION = "v1.6.0"
+GATEWAY_API_CRDS = (
+    f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml"
+)
 
 PROMETHEUS = Chart("prometheus", "prometheus", "https://prometheus-community.github.io/helm-charts", "28.13.0")
 GRAFANA = Chart("grafana", "grafana", "https://grafana.github.io/helm-charts", "9.2.2")
@@ -76,16 +92,23 @@ HA_REPLICAS = 2
 a node can then drain during node group updates while the mesh keeps serving."""
 
 
-def cni_values() -> dict[str, Any]:
+def cni_values(dataplane_mode: DataplaneMode = "sidecar") -> dict[str, Any]:
     # Chained after the VPC CNI on EKS (the chart's defaults); it sets up each pod's traffic
-    # redirection, so pods need no privileged istio-init container.
-    return {}
+    # redirection, so pods need no privileged istio-init container. In ambient mode it
+    # redirects the pods' traffic to the node's ztunnel instead.
+    return dict(AMBIENT_PROFILE) if dataplane_mode == "ambient" else {}
 
 
-def istiod_values(on_eks: bool) -> dict[str, Any]:
+def ztunnel_values() -> dict[str, Any]:
+    return dict(AMBIENT_PROFILE)
+
+
+def istiod_values(on_eks: bool, dataplane_mode: DataplaneMode = "sidecar") -> dict[str, Any]:
     # Sidecars rely on the Istio CNI node agent instead of an istio-init container with
     # NET_ADMIN and NET_RAW: the app namespace can then enforce Pod Security "baseline".
     values: dict[str, Any] = {"global": {"istioNamespace": ISTIO_NAMESPACE}, "cni": {"enabled": True}}
+    if dataplane_mode == "ambient":
+        values |= AMBIENT_PROFILE
     if on_eks:
         values |= {
             "autoscaleMin": HA_REPLICAS,

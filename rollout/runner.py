@@ -117,7 +117,9 @@ class Report:
 
 def canary_target(settings: Settings, window: str, version: str | None = None) -> Target:
     app = settings.app
-    return Target(app.namespace, workload_name(app.name, version or app.canary.label), window)
+    return Target(
+        app.namespace, workload_name(app.name, version or app.canary.label), window, settings.mesh.metrics_reporter
+    )
 
 
 class Rollout:

@@ -185,7 +185,7 @@ class PulumiStack:
         return dict(self._stack.export_stack().deployment or {})
 
     def served(self) -> Served | None:
-        """What the stack's VirtualService serves, as the stack's state says."""
+        """What the stack's VirtualService (or HTTPRoute) serves, as the stack's state says."""
         return served_by(self._deployment().get("resources") or [])
 
     def last_update(self) -> Update | None:

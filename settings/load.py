@@ -293,7 +293,16 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         ),
         app_namespace=app_namespace,
         app_name=app_name,
+        traffic_api=read.choice("trafficApi", ("istio", "gateway-api")),  # type: ignore[arg-type]  # checked by choice()
+        dataplane_mode=read.choice("dataplaneMode", ("sidecar", "ambient")),  # type: ignore[arg-type]  # by choice()
     )
+    if mesh.dataplane_mode == "ambient" and mesh.traffic_api != "gateway-api":
+        read.fail(
+            "dataplaneMode",
+            "ambient",
+            f"needs trafficApi = gateway-api (ambient's waypoints route by HTTPRoute; trafficApi is "
+            f"{mesh.traffic_api}): set trafficApi gateway-api, or dataplaneMode sidecar",
+        )
     for dashboard in ("grafana", "kiali"):
         if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
             read.fail(

@@ -10,6 +10,8 @@ import pulumi
 WORLD = "0.0.0.0/0"
 ClusterMode = Literal["eks", "existing"]
 IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
+TrafficApi = Literal["istio", "gateway-api"]
+DataplaneMode = Literal["sidecar", "ambient"]
 
 
 class SettingsError(pulumi.RunError):
@@ -79,6 +81,22 @@ class MeshSettings:
     addons: Addons
     app_namespace: str
     app_name: str
+    traffic_api: TrafficApi = "istio"
+    """Which API carries the ingress gateway and the split: Istio's or the Kubernetes Gateway API."""
+    dataplane_mode: DataplaneMode = "sidecar"
+    """Sidecars in the app's pods, or ambient: ztunnel per node and a waypoint for the namespace."""
+
+    @property
+    def metrics_reporter(self) -> str:
+        """The `reporter` label of the app's request metrics (istio_requests_total and its latency histogram).
+
+        With sidecars the server-side sidecar of each pod reports them (reporter="destination"). In
+        ambient mode pods have no proxy: ztunnel reports TCP metrics only, and the L7 series come from
+        the waypoint, whose stats filter istiod sets to Reporter SERVER_GATEWAY (pilot/pkg/model/telemetry.go
+        in istio.io/istio), exported as reporter="waypoint" with the same destination_workload and
+        destination_workload_namespace labels (tests/integration/ambient/baseline_test.go, buildQuery).
+        """
+        return "waypoint" if self.dataplane_mode == "ambient" else "destination"
 
 
 @dataclass(frozen=True)

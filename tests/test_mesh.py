@@ -222,6 +222,7 @@ def test_istio_charts_and_their_values_in_full() -> None:
         "istiod": charts.Chart("istiod", "istiod", repo, "1.31.1"),
         "cni": charts.Chart("istio-cni", "cni", repo, "1.31.1"),
         "gateway": charts.Chart("istio-ingressgateway", "gateway", repo, "1.31.1"),
+        "ztunnel": charts.Chart("ztunnel", "ztunnel", repo, "1.31.1"),
     }
     assert charts.base_values() == {"defaultRevision": "default"}
     assert charts.cni_values() == {}

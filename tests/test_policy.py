@@ -316,6 +316,67 @@ def test_references_to_secrets_are_not_credentials() -> None:
     assert "values.token" in token
 
 
+# --- HTTPRoute split (trafficApi gateway-api) -------------------------------------------
+
+
+def http_route(weights: dict[str, int], header_rule: bool = False) -> dict[str, Any]:
+    split_rule = {"backendRefs": [{"name": f"nginx-{v}", "port": 80, "weight": w} for v, w in weights.items()]}
+    rules_ = [split_rule]
+    if header_rule:
+        header = {"type": "Exact", "name": "x-canary", "value": "always"}
+        rules_.insert(0, {"matches": [{"headers": [header]}], "backendRefs": [{"name": "nginx-v2", "port": 80}]})
+    return {
+        "metadata": {"name": "nginx-route", "annotations": {"canary/stable-backend": "nginx-v1"}},
+        "spec": {"rules": rules_},
+    }
+
+
+def check_route(props: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
+    args = ResourceValidationArgs(rules.HTTP_ROUTE, props, "urn", "r", OPTIONS, None, config)
+    return violations(rules.validate_http_route_split, args)
+
+
+def test_an_http_route_within_the_cap_passes() -> None:
+    assert check_route(http_route({"v1": 90, "v2": 10}, header_rule=True)) == []
+    assert check_route(http_route({"v1": 0, "v2": 100})) == [], "promotion"
+
+
+def test_an_http_route_not_summing_to_100_fails() -> None:
+    (message,) = check_route(http_route({"v1": 90, "v2": 20}))
+    assert "HTTPRoute nginx-route: the weights of rules[0] sum to 110, not 100" in message
+
+
+def test_an_http_route_above_the_cap_fails_unless_promoted() -> None:
+    (message,) = check_route(http_route({"v1": 40, "v2": 60}))
+    assert "sends 60% to canary 'nginx-v2', above the maximum of 50%" in message
+    (message,) = check_route(http_route({"v1": 0, "v2": 100}), {"allowPromotion": False})
+    assert "promotions are disabled" in message
+    assert check_route(http_route({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
+
+
+def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
+    lone = http_route({"v2": 1})
+    (message,) = check_route(lone, {"allowPromotion": False})
+    assert "sends 100% to canary 'nginx-v2'" in message
+
+
+@pytest.mark.parametrize("weight", ["10", "50", "100"])
+def test_shipped_gateway_api_stacks_pass_every_rule(weight: str) -> None:
+    config = {
+        "trafficApi": "gateway-api",
+        "canaryWeight": weight,
+        "canaryHeaderName": "x-canary",
+        "canaryHeaderValue": "3f9c2a7be1d04c58",
+        "mirrorPercent": "5",
+    }
+    assert pack_violations(run_program(config)) == []
+
+
+def test_a_bad_gateway_api_change_is_caught() -> None:
+    found = pack_violations(run_program({**EXISTING_CLUSTER, "trafficApi": "gateway-api", "canaryWeight": "60"}))
+    assert len(found) == 1 and "HTTPRoute nginx-route sends 60% to canary 'nginx-v2'" in found[0]
+
+
 def test_the_shipped_eks_cluster_reaches_the_control_plane_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     sent = as_policy_resources(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
     (cluster,) = [r for r in sent if r.resource_type == rules.EKS_CLUSTER]

@@ -104,8 +104,9 @@ def test_the_pack_config_defaults_to_a_cap_of_50_with_promotion() -> None:
         "allowPromotion": {"type": "boolean", "default": True},
     }
     by_name = {policy.name: policy for policy in rules.POLICIES}
-    assert by_name["traffic-split"].config_schema is rules.SPLIT_CONFIG
-    assert all(policy.config_schema is None for name, policy in by_name.items() if name != "traffic-split")
+    split_rules = {"traffic-split", "http-route-split"}
+    assert all(by_name[name].config_schema is rules.SPLIT_CONFIG for name in split_rules)
+    assert all(policy.config_schema is None for name, policy in by_name.items() if name not in split_rules)
     assert all(policy.description and not policy.description.startswith(name) for name, policy in by_name.items())
 
 
@@ -198,7 +199,8 @@ def test_injection_by_revision_label_counts_and_unversioned_pods_are_not_the_app
     (message,) = check_stack(rules.validate_sidecar_injection, [app, off])
     assert message == (
         "Namespace 'default' of nginx-v1 has no sidecar injection. "
-        "Label it istio-injection=enabled so its pods join the mesh and the split applies."
+        "Label it istio-injection=enabled (or istio.io/dataplane-mode=ambient) so its pods join the mesh "
+        "and the split applies."
     )
 
 

@@ -46,6 +46,12 @@ def default_namespace_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
 
+@pytest.fixture(scope="module")
+def gateway_api_run() -> ProgramRun:
+    """Gateway API objects are checked by their real CRDs in the end-to-end tier; its Services here."""
+    return run_program({"canaryWeight": "10", "trafficApi": "gateway-api"})
+
+
 def as_object(inputs: dict[str, Any]) -> dict[str, Any]:
     """Registered inputs as the API object (numbers come back from the wire as floats)."""
 
@@ -79,8 +85,10 @@ def validate_istio(obj: dict[str, Any]) -> None:
     assert round_trip == obj, f"{obj['kind']} has fields Istio's schema does not know"
 
 
-def test_every_kubernetes_object_is_valid(run: ProgramRun, default_namespace_run: ProgramRun) -> None:
-    objects = kubernetes_objects(run) + kubernetes_objects(default_namespace_run)
+def test_every_kubernetes_object_is_valid(
+    run: ProgramRun, default_namespace_run: ProgramRun, gateway_api_run: ProgramRun
+) -> None:
+    objects = kubernetes_objects(run) + kubernetes_objects(default_namespace_run) + kubernetes_objects(gateway_api_run)
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "Service", "Namespace"} <= kinds
     for obj in objects:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from mesh import gateway
+from mesh.gateway import ingress_gateway
 from settings import load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
 from workloads import manifests
@@ -67,7 +69,7 @@ def test_virtual_service_splits_90_10_at_the_gateway_and_in_the_mesh(eks_run: Pr
 @pytest.mark.parametrize("weight", range(0, 101))
 def test_every_weight_sums_to_100_and_the_canary_gets_it(weight: int) -> None:
     app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
-    weights = route_weights(manifests.virtual_service(app))
+    weights = route_weights(manifests.virtual_service(app, ingress_gateway("istio")))
     assert sum(weights.values()) == 100
     assert weights == {"v1": 100 - weight, "v2": weight}
 
@@ -215,6 +217,7 @@ def test_the_app_component_exposes_its_children(eks_run: ProgramRun) -> None:
 # --- every manifest in full: what the API server is given, field by field ------------------
 
 APP = load_settings(DictConfig({**EXISTING_CLUSTER, "canaryWeight": "10", "stableReplicas": "2"})).app
+ISTIO_INGRESS = ingress_gateway("istio")
 V1 = {"app": "nginx", "version": "v1"}
 SECURITY = {
     "allowPrivilegeEscalation": False,
@@ -266,7 +269,7 @@ def test_the_service_budget_gateway_and_policies_in_full() -> None:
         "metadata": {"name": "nginx-v2", "namespace": "default"},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "nginx", "version": "v2"}}},
     }
-    assert manifests.gateway() == {
+    assert gateway.istio_gateway() == {
         "metadata": {"name": "default-gateway", "namespace": "istio-system"},
         "spec": {
             "selector": {"istio": "ingressgateway"},
@@ -296,7 +299,7 @@ def test_the_virtual_service_in_full_with_and_without_header_and_mirror() -> Non
         "namespace": "default",
         "annotations": {"canary/stable-version": "v1", "canary/canary-version": "v2"},
     }
-    assert manifests.virtual_service(APP) == {
+    assert manifests.virtual_service(APP, ISTIO_INGRESS) == {
         "metadata": metadata,
         "spec": {
             "hosts": ["nginx"],
@@ -315,7 +318,7 @@ def test_the_virtual_service_in_full_with_and_without_header_and_mirror() -> Non
             }
         )
     ).app
-    assert manifests.virtual_service(both)["spec"]["http"] == [
+    assert manifests.virtual_service(both, ISTIO_INGRESS)["spec"]["http"] == [
         {
             "match": [{"headers": {"x-canary": {"exact": "0123456789abcdef"}}}],
             "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
