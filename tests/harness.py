@@ -8,12 +8,13 @@ dependencies - so tests can assert on wiring, not only on inputs.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import runpy
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pulumi
 from google.protobuf import json_format
@@ -355,6 +356,13 @@ def run_program(
 
     program()
     return run
+
+
+def program_scope(fixture_name: str, config: Any) -> Literal["module", "function"]:
+    """The scope of a fixture that runs the program: once per module, but once per test under mutation
+    testing (scripts/mutation), where mutmut maps each function to the tests that call it and a
+    module-scoped run would count for the first test only."""
+    return "function" if "MUTANT_UNDER_TEST" in os.environ else "module"
 
 
 class DictConfig:

@@ -17,7 +17,15 @@ from mesh.canary_dashboard import queries
 from rollout.checks import builtin_checks
 from rollout.runner import canary_target
 from settings import SettingsError, declared_settings, load_settings
-from tests.harness import EXISTING_CLUSTER, PROJECT_DIR, DictConfig, ProgramRun, describe, run_program
+from tests.harness import (
+    EXISTING_CLUSTER,
+    PROJECT_DIR,
+    DictConfig,
+    ProgramRun,
+    describe,
+    program_scope,
+    run_program,
+)
 from tests.test_policy import pack_violations
 
 AMBIENT = {"trafficApi": "gateway-api", "dataplaneMode": "ambient"}
@@ -30,7 +38,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def runs() -> dict[str, ProgramRun]:
     return {name: run_program({**config, "canaryWeight": "10"}) for name, config in COMBINATIONS.items()}
 

@@ -8,14 +8,22 @@ import pytest
 
 from infra.network import subnet_cidrs
 from settings import declared_settings
-from tests.harness import EKS_CREATED_SECURITY_GROUP, EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
+from tests.harness import (
+    EKS_CREATED_SECURITY_GROUP,
+    EXISTING_CLUSTER,
+    ZONES,
+    ProgramRun,
+    is_secret,
+    program_scope,
+    run_program,
+)
 
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
@@ -376,3 +384,24 @@ def test_existing_cluster_defaults_are_kubectls() -> None:
     cluster = run.module["cluster"]
     assert run.output(cluster.kubeconfig) == "$KUBECONFIG or ~/.kube/config" and is_secret(cluster.kubeconfig)
     assert cluster.schedulable == []
+
+
+@pytest.mark.parametrize("config", [{}, EXISTING_CLUSTER], ids=["eks", "existing"])
+def test_every_resource_is_a_child_of_its_layers_component(config: dict[str, str]) -> None:
+    run = run_program(config)
+    components = {r.type: r.urn for r in run.resources if r.type.startswith("canary:")}
+    assert components.keys() == {"canary:infra:Cluster", "canary:mesh:Mesh", "canary:workloads:CanaryApp"}
+    assert all("::pulumi:pulumi:Stack::" in run.by_urn(urn).parent for urn in components.values())
+    layer = {
+        "aws:": "canary:infra:Cluster",
+        "eks:": "canary:infra:Cluster",
+        "pulumi:providers:": "canary:infra:Cluster",
+    }
+    for resource in run.resources:
+        if resource.type.startswith("canary:"):
+            continue
+        expected = next((c for prefix, c in layer.items() if resource.type.startswith(prefix)), None)
+        if expected is not None:
+            assert resource.parent == components[expected], resource.name
+        else:
+            assert resource.parent in components.values(), resource.name

@@ -6,7 +6,7 @@ import pytest
 
 from mesh import charts
 from settings import declared_settings
-from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, is_secret, run_program
+from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, is_secret, program_scope, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SERVICE = "kubernetes:core/v1:Service"
@@ -14,12 +14,12 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 ISTIO_VERSION = declared_settings()["istioVersion"]["default"]  # the one pin, in Pulumi.yaml
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def local_run() -> ProgramRun:
     return run_program({**EXISTING_CLUSTER, "ingressServiceType": "NodePort"})
 
