@@ -51,6 +51,9 @@ class StackConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(f"{self.project}:{key}")
 
+    def keys(self) -> list[str]:
+        return [key.split(":", 1)[1] for key in self.values if key.startswith(f"{self.project}:")]
+
 
 def reconciliations(
     project: str,
@@ -200,7 +203,7 @@ class PulumiStack:
         return dict(self._stack.export_stack().deployment or {})
 
     def served(self) -> Served | None:
-        """What the stack's VirtualService serves, as the stack's state says."""
+        """What the stack's VirtualService (or HTTPRoute) serves, as the stack's state says."""
         return served_by(self._deployment().get("resources") or [])
 
     def last_update(self) -> Update | None:

@@ -333,6 +333,36 @@ def test_what_is_deployed_is_read_from_the_state() -> None:
     assert served_by([]) is None and deployed_config([]) == {}
 
 
+def test_what_an_http_route_serves_is_read_from_the_state() -> None:
+    """trafficApi gateway-api: the split lives in the HTTPRoute, and is read from it the same way."""
+    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
+    resources = state_of({"trafficApi": "gateway-api", "canaryWeight": "25", "canaryReplicas": "2", **header})
+    split = served_by(resources)
+    assert split is not None
+    assert (split.split, split.stable, split.canary, split.canary_weight) == ({"v1": 75, "v2": 25}, "v1", "v2", 25)
+    assert split.describe() == "v1 75% / v2 25%, header route x-canary -> v2, 20% mirrored to v2"
+    config = deployed_config(resources)
+    assert {key: config[key] for key in ("canaryWeight", "canaryHeaderName", "mirrorPercent", "canaryReplicas")} == {
+        "canaryWeight": "25",
+        "canaryHeaderName": "x-canary",
+        "mirrorPercent": "20",
+        "canaryReplicas": "2",
+    }
+    assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
+    plain = served_by(state_of({"trafficApi": "gateway-api", "dataplaneMode": "ambient"}))
+    assert plain is not None and (plain.split, plain.header, plain.mirror_percent) == ({"v1": 100, "v2": 0}, None, 0)
+    # As the API server stores it: every rule gets a path match, every backendRef a weight.
+    for route in (r["outputs"] for r in resources if r["type"].endswith(":HTTPRoute")):
+        for rule in route["spec"]["rules"]:
+            rule.setdefault("matches", [{}])
+            for match in rule["matches"]:
+                match["path"] = {"type": "PathPrefix", "value": "/"}
+            for backend in rule["backendRefs"]:
+                backend.setdefault("weight", 1)
+    stored = served_by(resources)
+    assert stored is not None and (stored.split, stored.header) == ({"v1": 75, "v2": 25}, "x-canary")
+
+
 def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: Path) -> None:
     (tmp_path / "policy").mkdir()
     (tmp_path / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
