@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -33,6 +34,40 @@ class CanaryCommand:
     def __call__(self, *args: str) -> tuple[int, dict[str, Any], str]:
         result = run(self.argv(*args, "--json"), self.stack.log, self.env, check=False)
         return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {}, result.stderr
+
+
+class Background:
+    """`canary ... --json` running in the background; its progress (stderr) read line by line as it comes."""
+
+    def __init__(self, canary: CanaryCommand, *args: str, env: dict[str, str] | None = None) -> None:
+        self.canary = canary
+        self.argv = canary.argv(*args, "--json")
+        self.process = subprocess.Popen(
+            self.argv, env=env or canary.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.lines)
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 180) -> tuple[int | None, dict[str, Any], str]:
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        stderr = "".join(self.lines)
+        self.canary.stack.log.record(self.argv, subprocess.CompletedProcess(self.argv, code, stdout, stderr), 0)
+        return code, json.loads(stdout) if stdout.strip() else {}, stderr
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +159,22 @@ def test_prometheus_down_never_advances_and_rolls_back(
     mesh_traffic.set("v3", error_ratio=0, latency_ms=50)
     prometheus.stop()
     try:
-        code, report, _ = canary("run", "--steps", "10,50", "--error-limit", "2", *FAST)
+        code, _, refusal = canary("run", "--steps", "10,50", *FAST)
+        assert code == 2 and "cannot be reached" in refusal, "a run that could only roll back is not started"
+        assert split(cluster) == {"v2": 100, "v3": 0}
     finally:
         prometheus.start()
-    assert (code, report["outcome"]) == (1, "rolled-back"), report
+    run = Background(canary, "run", "--steps", "10,50", "--error-limit", "2", *FAST)
+    run.wait_for("step 1/2: applied")
+    prometheus.stop()  # down once the run is under way
+    try:
+        finished, report, _ = run.finish()
+    finally:
+        prometheus.start()
+    assert (finished, report["outcome"]) == (1, "rolled-back"), report
     assert weights(report) == ["10", "0"]
-    assert [analysis["verdict"] for analysis in report["analyses"]] == ["hold", "rollback"]
-    assert all("cannot be reached" in check["error"] for check in report["analyses"][0]["checks"])
+    assert [analysis["verdict"] for analysis in report["analyses"]][-2:] == ["hold", "rollback"]
+    assert all("cannot be reached" in check["error"] for check in report["analyses"][-1]["checks"])
     assert split(cluster) == {"v2": 100, "v3": 0}
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,44 +19,10 @@ import pytest
 from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.cli import Kubectl, Stack
 from tests.e2e.conftest import WINDOW
-from tests.e2e.test_canary_cli import CanaryCommand, config, split
+from tests.e2e.test_canary_cli import Background, CanaryCommand, config, split
 from tests.test_rollout_prometheus import FakePrometheus, json_answer, vector
 
 FAST = ["--interval", "2s", "--poll", "1s", "--window", WINDOW]
-
-
-class Background:
-    """`canary ... --json` running in the background; its progress (stderr) read line by line as it comes."""
-
-    def __init__(self, canary: CanaryCommand, *args: str, env: dict[str, str] | None = None) -> None:
-        self.canary = canary
-        self.argv = canary.argv(*args, "--json")
-        self.process = subprocess.Popen(
-            self.argv, env=env or canary.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 180) -> tuple[int | None, dict[str, Any], str]:
-        assert self.process.stdout is not None
-        stdout = self.process.stdout.read()
-        code = self.process.wait(timeout)
-        self._reader.join(10)
-        stderr = "".join(self.lines)
-        self.canary.stack.log.record(self.argv, subprocess.CompletedProcess(self.argv, code, stdout, stderr), 0)
-        return code, json.loads(stdout) if stdout.strip() else {}, stderr
 
 
 @pytest.fixture(scope="module")
