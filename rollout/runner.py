@@ -236,8 +236,9 @@ class Rollout:
             while verdict is Verdict.HOLD:
                 step = progress.step
                 results = self._analyse(options, target, step, weight)
-                self._check_hands_off(report)
-                verdict, progress = judge(gate, progress, results)
+                verdict, judged = judge(gate, progress, results)
+                self._check_hands_off(report, updating_next=verdict is Verdict.ADVANCE)
+                progress = judged
                 report.add_analysis(step, weight, verdict, results)
                 self.view.analysed(step, weight, results, verdict)
                 self._save(progress)
@@ -326,21 +327,24 @@ class Rollout:
                 f"before this run's update {ours.version}, which replaced it"
             )
 
-    def _check_hands_off(self, report: Report) -> None:
-        """Before each analysis: this run still owns the stack and the stack still serves what it deployed."""
+    def _check_hands_off(self, report: Report, updating_next: bool) -> None:
+        """Before each analysis' verdict: the stack still serves what this run deployed, and the run still owns
+        it. Read in the order that leaves no gap: the history's last update (only when this run's own update comes
+        next: the base its after-update check compares with), then what is served."""
         assert self._record is not None
-        stored = self.stack.read_record()
-        if not self._record.owns(stored):
-            raise RunLost(self._lost(stored))
+        seen = self._last_version() if updating_next else self._seen
         served = self.stack.served()
         if served is not None and (served.canary_weight, served.canary) != (report.weight, self._canary):
+            stored = self.stack.read_record()
+            if not self._record.owns(stored):
+                raise RunLost(self._lost(stored))
             last = self.stack.last_update()
             by = repr(last.message) if last is not None else "?"
             raise SplitChanged(
                 f"someone else changed what stack {self.stack.name} serves: {served.describe()}, not weight "
                 f"{report.weight} for {self._canary} as this run deployed (last update: {by})"
             )
-        self._seen = self._last_version()
+        self._seen = seen  # the record itself is checked by _save, right after
 
     def _lost(self, stored: RunRecord | None) -> str:
         assert self._record is not None
