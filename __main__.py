@@ -2,7 +2,7 @@
 
 import pulumi
 
-from capacity import check_capacity
+from capacity.preflight import check_capacity
 from infra import Cluster, ClusterArgs
 from mesh import Mesh, MeshArgs
 from mesh.access import curl_loop
@@ -22,6 +22,7 @@ app = CanaryApp(
     CanaryAppArgs(
         settings.app,
         namespace=mesh.app_namespace,
+        ingress_gateway=mesh.ingress_gateway,
         sidecar_injector=mesh.sidecar_injector,
         istio_crds=mesh.istio_crds,
         spread_over_zones=on_eks,

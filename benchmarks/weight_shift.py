@@ -7,24 +7,33 @@ Needs a running stack on the local cluster (scripts/try-local) and the toolchain
     venv/bin/python benchmarks/weight_shift.py --stack "$CANARY_TRIAL_STACK" --shifts 5
 
 Measures, for several weights: `pulumi config set canaryWeight N` + `pulumi up` until the
-API server shows the new weights; the same change applied with `kubectl apply` to a copy
-of the VirtualService (as the seed walkthrough does by hand); and `pulumi preview` of a
-weight change. Prints medians and the ratio. Leaves the stack at its starting weight.
+API server shows the new weights; the same in one command (`pulumi up --config
+canaryWeight=N`, which also saves the setting); the same change applied with `kubectl
+apply` to a copy of the VirtualService (as the seed walkthrough does by hand); and
+`pulumi preview` of a weight change. Then where an update's time goes: the CLI's start
+(`pulumi config get`), the language host's plugin discovery (`pip list` in the venv, as
+it runs on every update), and the program itself (a fresh Python evaluating __main__.py
+under mocks: imports and resource registration); the engine and the Kubernetes provider
+have the rest. Prints medians, the ratio to kubectl from the same run and the machine's
+load. Leaves the stack at its starting weight.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mesh.gateway import ingress_gateway  # noqa: E402
 from settings import load_settings  # noqa: E402
 from tests.harness import DictConfig  # noqa: E402
 from workloads import manifests  # noqa: E402
@@ -61,10 +70,27 @@ class PulumiStack:
 
 
 def copy_manifest(weight: int) -> str:
-    app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
-    vs = manifests.virtual_service(app)
+    settings = load_settings(DictConfig({"canaryWeight": str(weight)}))
+    vs = manifests.virtual_service(settings.app, ingress_gateway(settings.mesh.traffic_api))
     vs["metadata"]["name"] = BENCH_COPY
     return json.dumps({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", **vs})
+
+
+PROGRAM_RUN = (
+    "import sys, yaml; sys.path.insert(0, {root!r})\n"
+    "from tests.harness import run_program\n"
+    "config = yaml.safe_load(open({config!r}))['config']\n"
+    "run_program({{k.split(':', 1)[1]: str(v) for k, v in config.items() if k.startswith('canary:')}})\n"
+)
+
+
+def timed(action: Callable[[], object], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
 
 
 def main() -> None:
@@ -79,12 +105,20 @@ def main() -> None:
     if str(weights[0]) == original:
         weights = [w + 5 for w in weights]
 
+    load_before = os.getloadavg()[0]
     pulumi_times = []
     for weight in weights:
         start = time.perf_counter()
         pulumi("config", "set", "canaryWeight", str(weight))
         pulumi("up", "--yes", "--skip-preview")
         pulumi_times.append(wait_for(kubeconfig, "nginx-virtual-svc", [100 - weight, weight], start))
+
+    one_command_times = []
+    for weight in weights:
+        weight = 100 - weight  # a different weight from the one in place
+        start = time.perf_counter()
+        pulumi("up", "--yes", "--skip-preview", "--config", f"canaryWeight={weight}")
+        one_command_times.append(wait_for(kubeconfig, "nginx-virtual-svc", [100 - weight, weight], start))
 
     preview_times = []
     for weight in weights:
@@ -104,11 +138,32 @@ def main() -> None:
         kubectl_times.append(wait_for(kubeconfig, BENCH_COPY, [100 - weight, weight], start))
     sh("kubectl", "--kubeconfig", kubeconfig, "-n", "default", "delete", "virtualservice", BENCH_COPY)
 
-    shift, by_hand, preview = (statistics.median(t) for t in (pulumi_times, kubectl_times, preview_times))
-    print(f"weight shift via pulumi config set + up, until visible: median {shift:.2f} s over {len(weights)} shifts")
+    runs = len(weights)
+    stack_file = ROOT / f"Pulumi.{args.stack}.yaml"
+    cli_start = timed(lambda: pulumi("config", "get", "canaryWeight"), runs)
+    python = str(ROOT / "venv" / "bin" / "python")
+    discovery = timed(lambda: sh(python, "-m", "pip", "list", "--format", "json"), runs)
+    program = (
+        timed(lambda: sh(python, "-c", PROGRAM_RUN.format(root=str(ROOT), config=str(stack_file))), runs)
+        if stack_file.exists()
+        else float("nan")
+    )
+    load_after = os.getloadavg()[0]
+
+    shift, one, by_hand, preview = (
+        statistics.median(t) for t in (pulumi_times, one_command_times, kubectl_times, preview_times)
+    )
+    print(f"weight shift via pulumi config set + up, until visible: median {shift:.2f} s over {runs} shifts")
+    print(f"the same as one command, pulumi up --config:            median {one:.2f} s")
     print(f"same change via kubectl apply, until visible:           median {by_hand:.2f} s")
     print(f"ratio pulumi / kubectl:                                  {shift / by_hand:.1f}x")
+    print(f"ratio one command / kubectl:                             {one / by_hand:.1f}x")
     print(f"pulumi preview of a weight change:                       median {preview:.2f} s")
+    print("where an update's time goes:")
+    print(f"  the CLI's start (pulumi config get):                   median {cli_start:.2f} s")
+    print(f"  plugin discovery (pip list in the venv):               median {discovery:.2f} s")
+    print(f"  the program: fresh Python, imports, registration:      median {program:.2f} s")
+    print(f"load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

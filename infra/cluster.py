@@ -11,15 +11,19 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pulumi
-import pulumi_aws as aws
-import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.network import Network, NetworkArgs, dedicated_vpc
 from settings import EksCluster, ExistingCluster
+
+if TYPE_CHECKING:
+    import pulumi_aws as aws
+    import pulumi_eks as eks
+
+    from infra.network import Network
 
 NODE_POLICIES = {
     "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
@@ -75,6 +79,11 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:infra:Cluster", name, None, opts)
+        # The EKS children (None in existing-cluster mode), annotated here rather than on the
+        # class: Pulumi resolves a resource class's annotations, and these SDKs load lazily.
+        self.eks_cluster: eks.Cluster | None = None
+        self.node_group: eks.ManagedNodeGroup | None = None
+        self.network: Network | None = None
         if isinstance(args.settings, EksCluster):
             self._eks(name, args.settings)
         else:
@@ -106,10 +115,15 @@ class Cluster(pulumi.ComponentResource):
         self.schedulable = []
 
     def _eks(self, name: str, settings: EksCluster) -> None:
+        # Imported only here: existing-cluster mode declares nothing of AWS, and loading these
+        # SDKs would slow every `pulumi up` of a weight change (docs/benchmarks.md).
+        import pulumi_aws as aws
+        import pulumi_eks as eks
+
         child = pulumi.ResourceOptions(parent=self)
         if settings.api_open_to_world:
             pulumi.log.warn("apiAccessCidrs includes 0.0.0.0/0: the EKS API endpoint is reachable from anywhere")
-        network = self._network(name, settings)
+        network = self.network = self._network(name, settings)
         node_role = aws.iam.Role(
             f"{name}-node-role",
             assume_role_policy=json.dumps(
@@ -154,7 +168,7 @@ class Cluster(pulumi.ComponentResource):
             deletion_window_in_days=7,
             opts=child,
         )
-        cluster = eks.Cluster(
+        cluster = self.eks_cluster = eks.Cluster(
             f"{name}-eks",
             name=settings.name,
             version=settings.kubernetes_version,
@@ -180,7 +194,7 @@ class Cluster(pulumi.ComponentResource):
         webhook_rule = self._istiod_webhook_rule(name, settings, cluster)
         # EKS's default update config replaces one node at a time (maxUnavailable 1);
         # pulumi-eks exposes no update_config, and none is needed.
-        node_group = eks.ManagedNodeGroup(
+        node_group = self.node_group = eks.ManagedNodeGroup(
             f"{name}-nodes",
             cluster=cluster,
             node_group_name=settings.node_group.name,
@@ -203,6 +217,8 @@ class Cluster(pulumi.ComponentResource):
 
     def _istiod_webhook_rule(self, name: str, settings: EksCluster, cluster: eks.Cluster) -> aws.ec2.SecurityGroupRule:
         """The control plane must reach istiod's injection webhook on the nodes (istio#46746)."""
+        import pulumi_aws as aws
+
         # Managed nodes carry the security group EKS creates for the cluster.
         eks_created = aws.eks.get_cluster_output(
             name=settings.name, opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[cluster])
@@ -220,6 +236,8 @@ class Cluster(pulumi.ComponentResource):
         )
 
     def _network(self, name: str, settings: EksCluster) -> Network:
+        from infra.network import Network, NetworkArgs, dedicated_vpc
+
         vpc = settings.vpc
         if vpc.vpc_id is not None:
             return Network(
@@ -227,4 +245,4 @@ class Cluster(pulumi.ComponentResource):
                 public_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.public_subnet_ids],
                 private_subnet_ids=[pulumi.Output.from_input(s) for s in vpc.private_subnet_ids],
             )
-        return dedicated_vpc(name, NetworkArgs(settings.name, vpc.cidr, vpc.zone_count), parent=self)
+        return dedicated_vpc(name, NetworkArgs(settings.name, vpc), parent=self)

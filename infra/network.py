@@ -13,27 +13,30 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from settings import WORLD
+from settings import WORLD, Vpc
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
+    """What the dedicated VPC is made from: its subnets are tagged for `cluster_name`."""
+
     cluster_name: str
-    cidr: str
-    zone_count: int
-
-
-@dataclass(frozen=True)
-class Network:
-    vpc_id: pulumi.Output[str]
-    public_subnet_ids: list[pulumi.Output[str]]
-    private_subnet_ids: list[pulumi.Output[str]]
+    vpc: Vpc
 
 
 def subnet_cidrs(vpc_cidr: str, zone_count: int) -> tuple[list[str], list[str]]:
     """Public and private subnet CIDRs: the VPC cut in eight, public ones first (as eksctl does)."""
     blocks = [str(block) for block in ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=3)]
     return blocks[:zone_count], blocks[zone_count : 2 * zone_count]
+
+
+@dataclass(frozen=True)
+class Network:
+    """The VPC and subnets the cluster uses, dedicated or existing."""
+
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
 
 
 # Where the AWS cloud controller puts internet-facing (public) and internal load balancers.
@@ -77,13 +80,13 @@ def owned_by(args: NetworkArgs) -> dict[str, str]:
 def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Network:
     child = pulumi.ResourceOptions(parent=parent)
     zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=parent)).names
-    if len(zones) < args.zone_count:
-        raise pulumi.RunError(f"availabilityZoneCount = {args.zone_count}: this region has only {len(zones)} zones")
-    zones = zones[: args.zone_count]
+    if len(zones) < args.vpc.zone_count:
+        raise pulumi.RunError(f"availabilityZoneCount = {args.vpc.zone_count}: this region has only {len(zones)} zones")
+    zones = zones[: args.vpc.zone_count]
 
     vpc = aws.ec2.Vpc(
         f"{name}-vpc",
-        cidr_block=args.cidr,
+        cidr_block=args.vpc.cidr,
         enable_dns_hostnames=True,
         enable_dns_support=True,
         tags={"Name": f"{args.cluster_name}-vpc", **owned_by(args)},
@@ -96,7 +99,7 @@ def dedicated_vpc(name: str, args: NetworkArgs, parent: pulumi.Resource) -> Netw
         routes=[aws.ec2.RouteTableRouteArgs(cidr_block=WORLD, gateway_id=gateway.id)],
         opts=child,
     )
-    public_cidrs, private_cidrs = subnet_cidrs(args.cidr, args.zone_count)
+    public_cidrs, private_cidrs = subnet_cidrs(args.vpc.cidr, args.vpc.zone_count)
 
     public_subnets = subnets(name, "public", args, vpc.id, zones, public_cidrs, public_routes, parent)
     nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)

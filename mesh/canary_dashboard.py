@@ -2,7 +2,8 @@
 
 Queries group by Istio's `destination_version` (the pods' `version` label), so the
 dashboard names no version and survives promotions unchanged; they use Flagger's metric
-shapes (reporter="destination", 1m rates). The weight itself lives in the VirtualService:
+shapes (reporter="destination", or the waypoint's in ambient mode; 1m rates). The weight
+itself lives in the VirtualService or HTTPRoute:
 the dashboard shows the share of requests each version actually serves.
 """
 
@@ -14,13 +15,13 @@ from typing import Any
 PROMETHEUS_DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 
 
-def _selector(app: str, namespace: str) -> str:
-    return f'reporter="destination", destination_workload_namespace="{namespace}", destination_app="{app}"'
+def _selector(app: str, namespace: str, reporter: str) -> str:
+    return f'reporter="{reporter}", destination_workload_namespace="{namespace}", destination_app="{app}"'
 
 
-def queries(app: str, namespace: str) -> dict[str, str]:
-    """PromQL per panel, each by destination_version."""
-    where = _selector(app, namespace)
+def queries(app: str, namespace: str, reporter: str = "destination") -> dict[str, str]:
+    """PromQL per panel, each by destination_version; `reporter` is the mesh's (MeshSettings.metrics_reporter)."""
+    where = _selector(app, namespace, reporter)
     requests = f"sum by (destination_version) (rate(istio_requests_total{{{where}}}[1m]))"
     ok = f'sum by (destination_version) (rate(istio_requests_total{{{where}, response_code!~"5.*"}}[1m]))'
     buckets = f"sum by (le, destination_version) (rate(istio_request_duration_milliseconds_bucket{{{where}}}[1m]))"
@@ -35,7 +36,7 @@ def queries(app: str, namespace: str) -> dict[str, str]:
 UNITS = {"Request rate (req/s)": "reqps", "Success rate (%)": "percent", "p99 latency (ms)": "ms"}
 
 
-def dashboard(app: str, namespace: str) -> dict[str, Any]:
+def dashboard(app: str, namespace: str, reporter: str = "destination") -> dict[str, Any]:
     panels = [
         {
             "id": index + 1,
@@ -53,7 +54,7 @@ def dashboard(app: str, namespace: str) -> dict[str, Any]:
                 }
             ],
         }
-        for index, (title, expr) in enumerate(queries(app, namespace).items())
+        for index, (title, expr) in enumerate(queries(app, namespace, reporter).items())
     ]
     return {
         "uid": f"canary-{app}",
@@ -66,5 +67,5 @@ def dashboard(app: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def dashboard_json(app: str, namespace: str) -> str:
-    return json.dumps(dashboard(app, namespace), indent=2, sort_keys=True)
+def dashboard_json(app: str, namespace: str, reporter: str = "destination") -> str:
+    return json.dumps(dashboard(app, namespace, reporter), indent=2, sort_keys=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from settings import IngressServiceType
+from settings import DataplaneMode, IngressServiceType
 
 ISTIO_NAMESPACE = "istio-system"
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 INGRESS_GATEWAY = "istio-ingressgateway"
 INGRESS_GATEWAY_LABEL = "ingressgateway"  # pods carry istio=ingressgateway, as the seed's Gateway selects
+ZONE = "topology.kubernetes.io/zone"
 
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
@@ -36,8 +37,24 @@ def istio_charts(version: str) -> dict[str, Chart]:
         "istiod": Chart("istiod", "istiod", ISTIO_CHARTS, version),
         "cni": Chart("istio-cni", "cni", ISTIO_CHARTS, version),
         "gateway": Chart(INGRESS_GATEWAY, "gateway", ISTIO_CHARTS, version),
+        "ztunnel": Chart("ztunnel", "ztunnel", ISTIO_CHARTS, version),
     }
 
+
+# Istio's charts (cni, istiod, ztunnel) read a `profile` value and merge the chart's own
+# files/profile-<name>.yaml under the user's values (templates/zzz_profile.yaml). The ambient
+# profile turns on PILOT_ENABLE_AMBIENT in istiod, cni.ambient.enabled in the CNI node agent
+# and HBONE for proxies, as Istio's Helm install of ambient mode does (--set profile=ambient).
+AMBIENT_PROFILE = {"profile": "ambient"}
+
+
+# The Gateway API release Istio 1.31 is built against (sigs.k8s.io/gateway-api in the go.mod of
+# istio.io/istio on its 1.31 line). Its CRDs are not in Istio's charts: the stack installs the
+# release's standard channel for trafficApi gateway-api (scripts/toolchain reads this pin too).
+GATEWAY_API_VERSION = "v1.6.0"
+GATEWAY_API_CRDS = (
+    f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml"
+)
 
 PROMETHEUS = Chart("prometheus", "prometheus", "https://prometheus-community.github.io/helm-charts", "28.13.0")
 GRAFANA = Chart("grafana", "grafana", "https://grafana.github.io/helm-charts", "9.2.2")
@@ -63,7 +80,7 @@ def zone_spread(labels: dict[str, str]) -> list[dict[str, Any]]:
     return [
         {
             "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
+            "topologyKey": ZONE,
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": labels},
         }
@@ -73,18 +90,48 @@ def zone_spread(labels: dict[str, str]) -> list[dict[str, Any]]:
 HA_REPLICAS = 2
 """istiod and gateway replicas on EKS: with the charts' PodDisruptionBudgets (minAvailable 1)
 a node can then drain during node group updates while the mesh keeps serving."""
+CHART_REPLICAS = 1
+"""istiod's and the gateway's replicas when not set: their charts' replicaCount / autoscaling minimum."""
+
+# Explicit requests for every pod the mesh installs: what the scheduler reserves for it, and
+# what the capacity preflight counts (mesh.footprint reads them back from these values).
+# istiod, the gateway, the CNI agent and the sidecar keep Istio's chart defaults; Prometheus
+# and Grafana set none in their charts, so these are ours; Kiali keeps its chart's.
+ISTIOD_REQUESTS = {"cpu": "500m", "memory": "2048Mi"}
+GATEWAY_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+CNI_REQUESTS = {"cpu": "100m", "memory": "100Mi"}
+SIDECAR_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+PROMETHEUS_REQUESTS = {"cpu": "500m", "memory": "512Mi"}
+GRAFANA_REQUESTS = {"cpu": "250m", "memory": "256Mi"}
+KIALI_REQUESTS = {"cpu": "10m", "memory": "64Mi"}
+ZTUNNEL_REQUESTS = {"cpu": "200m", "memory": "512Mi"}  # ambient mode; the ztunnel chart's default
+WAYPOINT_REQUESTS = {"cpu": "100m", "memory": "128Mi"}  # ambient mode; istiod's global.waypoint default
 
 
-def cni_values() -> dict[str, Any]:
+def cni_values(dataplane_mode: DataplaneMode = "sidecar") -> dict[str, Any]:
     # Chained after the VPC CNI on EKS (the chart's defaults); it sets up each pod's traffic
-    # redirection, so pods need no privileged istio-init container.
-    return {}
+    # redirection, so pods need no privileged istio-init container. In ambient mode it
+    # redirects the pods' traffic to the node's ztunnel instead.
+    values: dict[str, Any] = {"resources": {"requests": CNI_REQUESTS}}
+    return values | AMBIENT_PROFILE if dataplane_mode == "ambient" else values
 
 
-def istiod_values(on_eks: bool) -> dict[str, Any]:
+def ztunnel_values() -> dict[str, Any]:
+    return {**AMBIENT_PROFILE, "resources": {"requests": ZTUNNEL_REQUESTS}}
+
+
+def istiod_values(on_eks: bool, dataplane_mode: DataplaneMode = "sidecar") -> dict[str, Any]:
     # Sidecars rely on the Istio CNI node agent instead of an istio-init container with
     # NET_ADMIN and NET_RAW: the app namespace can then enforce Pod Security "baseline".
-    values: dict[str, Any] = {"global": {"istioNamespace": ISTIO_NAMESPACE}, "cni": {"enabled": True}}
+    values: dict[str, Any] = {
+        "global": {"istioNamespace": ISTIO_NAMESPACE, "proxy": {"resources": {"requests": SIDECAR_REQUESTS}}},
+        "cni": {"enabled": True},
+        "resources": {"requests": ISTIOD_REQUESTS},
+    }
+    if dataplane_mode == "ambient":
+        values |= AMBIENT_PROFILE
+        # istiod deploys each waypoint from its gateway template, with these resources.
+        values["global"]["waypoint"] = {"resources": {"requests": WAYPOINT_REQUESTS}}
     if on_eks:
         values |= {
             "autoscaleMin": HA_REPLICAS,
@@ -94,11 +141,17 @@ def istiod_values(on_eks: bool) -> dict[str, Any]:
     return values
 
 
-GATEWAY_LABELS = {"istio": INGRESS_GATEWAY_LABEL, "app": INGRESS_GATEWAY}
+GATEWAY_SELECTOR = {"istio": INGRESS_GATEWAY_LABEL}
+"""What the ingress Gateway object selects: the label the seed's Gateway uses."""
+GATEWAY_LABELS = {**GATEWAY_SELECTOR, "app": INGRESS_GATEWAY}
 
 
 def gateway_values(on_eks: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {"labels": GATEWAY_LABELS, "service": {"type": "None"}}  # the Service is declared below
+    values: dict[str, Any] = {
+        "labels": GATEWAY_LABELS,
+        "service": {"type": "None"},  # the Service is declared below
+        "resources": {"requests": GATEWAY_REQUESTS},
+    }
     if on_eks:
         values |= {
             "autoscaling": {"minReplicas": HA_REPLICAS},
@@ -144,6 +197,7 @@ def prometheus_values() -> dict[str, Any]:
         "server": {
             "fullnameOverride": "prometheus",
             "podLabels": NOT_IN_MESH,
+            "resources": {"requests": PROMETHEUS_REQUESTS},
             "persistentVolume": {"enabled": False},
             "service": {"servicePort": PROMETHEUS_PORT},
             "global": {"scrape_interval": "15s"},
@@ -168,6 +222,7 @@ def grafana_values(istio_version: str) -> dict[str, Any]:
     source = f"https://raw.githubusercontent.com/istio/istio/{istio_version}/manifests/addons/dashboards"
     return {
         "podLabels": NOT_IN_MESH,
+        "resources": {"requests": GRAFANA_REQUESTS},
         # The admin password is generated by the stack and kept as a stack secret.
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "testFramework": {"enabled": False},
@@ -221,11 +276,15 @@ def grafana_values(istio_version: str) -> dict[str, Any]:
 
 
 def kiali_values(grafana_enabled: bool) -> dict[str, Any]:
+    # The chart has no fullnameOverride: its objects are named by deployment.instance_name ("kiali").
     return {
-        "fullnameOverride": "kiali",
         # Sign in with a service-account token, not anonymously: Kiali can change mesh config.
         "auth": {"strategy": "token"},
-        "deployment": {"pod_labels": NOT_IN_MESH, "ingress": {"enabled": False}},
+        "deployment": {
+            "pod_labels": NOT_IN_MESH,
+            "ingress": {"enabled": False},
+            "resources": {"requests": KIALI_REQUESTS},
+        },
         "external_services": {
             "prometheus": {"url": prometheus_url()},
             "grafana": {

@@ -24,6 +24,7 @@ from pulumi_policy import (
 ISTIO = "kubernetes:networking.istio.io/v1:"
 VIRTUAL_SERVICE = f"{ISTIO}VirtualService"
 DESTINATION_RULE = f"{ISTIO}DestinationRule"
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 POD_SPEC_PATHS = {
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
     "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
@@ -34,6 +35,8 @@ POD_SPEC_PATHS = {
 NAMESPACE_TYPES = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 INGRESS_GATEWAY_CHART = "gateway"
 INGRESS_GATEWAY_SERVICE = "istio-ingressgateway"
+# pulumi-eks's component, with the inputs the program gives it: the engine gives a policy
+# pack components as well as custom resources (tests/e2e/test_policy_engine.py).
 EKS_CLUSTER = "eks:index:Cluster"
 REQUIRED_LOG_TYPES = {"api", "audit", "authenticator"}
 WORLD = "0.0.0.0/0"
@@ -128,6 +131,42 @@ def validate_traffic_split_subsets(args: StackValidationArgs, report_violation: 
                     )
 
 
+def validate_http_route_split(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """HTTPRoute weights sum to 100 and the canary stays under the cap (trafficApi gateway-api)."""
+    # A resource rule: it runs before the route changes, even on `up --skip-preview`.
+    if args.resource_type != HTTP_ROUTE:
+        return
+    config = args.get_config() or {}
+    max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
+    allow_promotion = bool(config.get("allowPromotion", True))
+    name = _name(args.props)
+    stable = _get(args.props, "metadata", "annotations", "canary/stable-backend")
+    for index, rule in enumerate(_get(args.props, "spec", "rules") or []):
+        backends = rule.get("backendRefs") or []
+        # The Gateway API's default weight is 1: a lone backend gets all of the rule's requests.
+        weights = [int(backend.get("weight", 1)) for backend in backends]
+        shares = [100] if len(backends) == 1 and weights[0] > 0 else weights
+        if len(backends) > 1 and sum(weights) != 100:
+            report_violation(
+                f"HTTPRoute {name}: the weights of rules[{index}] sum to {sum(weights)}, not 100. "
+                "Set canaryWeight (0-100); the stable version gets the rest.",
+                None,
+            )
+        # A header route for testers is not a share of traffic (every rule matches path prefix / once stored).
+        chosen_by_request = any(match.get("headers") for match in rule.get("matches") or [])
+        for backend, share in zip(backends, shares, strict=True):
+            is_canary = stable is not None and backend.get("name") != stable
+            promotion = share == 100 and allow_promotion
+            if is_canary and share > max_weight and not promotion and not chosen_by_request:
+                report_violation(
+                    f"HTTPRoute {name} sends {share}% to canary {backend.get('name')!r}, above the maximum of "
+                    f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
+                    + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
+                    + ".",
+                    None,
+                )
+
+
 # --- workloads -------------------------------------------------------------------------
 
 
@@ -177,7 +216,7 @@ def validate_probes_and_resources(args: ResourceValidationArgs, report_violation
 
 
 def validate_sidecar_injection(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """The namespaces of the app's versions (pods labelled `version`) have sidecar injection enabled."""
+    """The namespaces of the app's versions (pods labelled `version`) have sidecar injection or ambient mode on."""
     labels_by_namespace = {
         _name(r.props): _get(r.props, "metadata", "labels") or {}
         for r in args.resources
@@ -197,12 +236,19 @@ def validate_sidecar_injection(args: StackValidationArgs, report_violation: Repo
                 "Declare it (or a NamespacePatch) with the label istio-injection=enabled.",
                 resource.urn,
             )
-        elif labels.get("istio-injection") != "enabled" and not labels.get("istio.io/rev"):
+        elif not _in_mesh(labels):
             report_violation(
                 f"Namespace {namespace!r} of {_name(resource.props)} has no sidecar injection. "
-                "Label it istio-injection=enabled so its pods join the mesh and the split applies.",
+                "Label it istio-injection=enabled (or istio.io/dataplane-mode=ambient) so its pods join the mesh "
+                "and the split applies.",
                 resource.urn,
             )
+
+
+def _in_mesh(labels: Mapping[str, Any]) -> bool:
+    """Sidecar injection, or ambient mode (ztunnel, no sidecars)."""
+    injected = labels.get("istio-injection") == "enabled" or bool(labels.get("istio.io/rev"))
+    return injected or labels.get("istio.io/dataplane-mode") == "ambient"
 
 
 # --- exposure --------------------------------------------------------------------------
@@ -310,6 +356,7 @@ STACK_RULES = {
 }
 RESOURCE_RULES = {
     "traffic-split": validate_traffic_split,
+    "http-route-split": validate_http_route_split,
     "pinned-images": validate_pinned_images,
     "probes-and-resources": validate_probes_and_resources,
     "only-ingress-is-public": validate_only_ingress_is_public,
@@ -331,7 +378,7 @@ POLICIES: list[StackValidationPolicy | ResourceValidationPolicy] = [
             name=name,
             description=(validate.__doc__ or name).strip().splitlines()[0],
             validate=validate,
-            config_schema=SPLIT_CONFIG if validate is validate_traffic_split else None,
+            config_schema=SPLIT_CONFIG if validate in (validate_traffic_split, validate_http_route_split) else None,
         )
         for name, validate in RESOURCE_RULES.items()
     ),

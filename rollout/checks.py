@@ -1,7 +1,8 @@
 """Metric checks of one version of the app, answered by Prometheus.
 
 The built-in checks are Flagger's, on the series Istio's sidecars report
-(`reporter="destination"`): request success rate (at least 99 %) and p99 request
+(`reporter="destination"`; the waypoint's, `reporter="waypoint"`, in ambient mode:
+MeshSettings.metrics_reporter): request success rate (at least 99 %) and p99 request
 duration (at most 500 ms) over a window. Custom checks are PromQL with a bound.
 A check that cannot be answered (Prometheus unreachable, no series, NaN) is an
 error, never a pass: the run does not advance on missing data.
@@ -23,15 +24,15 @@ from typing import Literal
 
 Bound = Literal["min", "max"]
 
-# Flagger's built-in queries; $namespace, $workload and $window are filled in per run.
+# Flagger's built-in queries; $reporter, $namespace, $workload and $window are filled in per run.
 SUCCESS_RATE = (
-    'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="$namespace",'
+    'sum(rate(istio_requests_total{reporter="$reporter",destination_workload_namespace="$namespace",'
     'destination_workload=~"$workload",response_code!~"5.*"}[$window])) / '
-    'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="$namespace",'
+    'sum(rate(istio_requests_total{reporter="$reporter",destination_workload_namespace="$namespace",'
     'destination_workload=~"$workload"}[$window])) * 100'
 )
 P99_LATENCY = (
-    'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",'
+    'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="$reporter",'
     'destination_workload_namespace="$namespace",destination_workload=~"$workload"}[$window])) by (le))'
 )
 CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -65,9 +66,13 @@ class Target:
     namespace: str
     workload: str
     window: str
+    reporter: str = "destination"
+    """The proxy whose series count: the pods' sidecars, or the waypoint in ambient mode."""
 
     def fill(self, query: str) -> str:
-        return Template(query).substitute(namespace=self.namespace, workload=self.workload, window=self.window)
+        return Template(query).substitute(
+            namespace=self.namespace, workload=self.workload, window=self.window, reporter=self.reporter
+        )
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,19 @@ class Prometheus:
                     raise LookupError(f"Prometheus gave no complete answer within {self.timeout:g}s")
                 chunks.append(chunk)
         return b"".join(chunks)
+
+    def ready(self) -> None:
+        """Raises LookupError when Prometheus does not answer at all; any HTTP answer will do."""
+        request = urllib.request.Request(f"{self.url}/-/ready", headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers; whether its queries do is the analysis' business
+        except (OSError, ValueError) as error:
+            raise LookupError(
+                f"Prometheus at {self.url} cannot be reached ({getattr(error, 'reason', error)})"
+            ) from None
 
     def query(self, promql: str) -> float:
         """The single value of an instant query; raises LookupError when there is none to judge by."""

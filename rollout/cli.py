@@ -8,8 +8,6 @@ import math
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -208,15 +206,11 @@ def status(stack: PulumiStack, args: argparse.Namespace, view: ProgressView) -> 
 def _require_prometheus(url: str) -> None:
     """Refuse a run that could only roll back: Prometheus does not answer at all."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/-/ready", timeout=5):
-            pass
-    except urllib.error.HTTPError:
-        pass  # it answers; whether its queries do is the analysis' business
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
+        Prometheus(url).ready()
+    except LookupError as error:
         raise RunRefused(
-            f"Prometheus at {url} cannot be reached ({reason}): port-forward it "
-            "(kubectl -n istio-system port-forward svc/prometheus 9090), or pass --prometheus-url"
+            f"{error}: port-forward it (kubectl -n istio-system port-forward svc/prometheus 9090), "
+            "or pass --prometheus-url"
         ) from None
 
 

@@ -1,7 +1,7 @@
 """What the stack really deployed, read back from its state (the engine's record of what the API server accepted).
 
 After a failed or interrupted update the config may say one thing and the cluster serve
-another; these functions read the VirtualService and the Deployments in the state so the
+another; these functions read the VirtualService (or the HTTPRoute) and the Deployments in the state so the
 tool can say what is served and put the config back in line with it.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"  # trafficApi gateway-api
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
@@ -54,10 +55,12 @@ def _live(resources: Iterable[Mapping[str, Any]], type_: str) -> list[Mapping[st
 
 
 def served_by(resources: Iterable[Mapping[str, Any]]) -> Served | None:
-    """The split of the stack's VirtualService as the state holds it; None before the first update."""
+    """The split of the stack's VirtualService (or HTTPRoute) as the state holds it; None before the first update."""
+    resources = list(resources)
     services = _live(resources, VIRTUAL_SERVICE)
     if not services:
-        return None
+        routes = _live(resources, HTTP_ROUTE)
+        return _served_by_http_route(routes[0].get("outputs") or {}) if routes else None
     outputs = services[0].get("outputs") or {}
     annotations = _get(outputs, "metadata", "annotations") or {}
     header, split, mirror = None, {}, 0
@@ -70,6 +73,32 @@ def served_by(resources: Iterable[Mapping[str, Any]]) -> Served | None:
         implicit = 100 if len(routes) == 1 else 0
         split = {str(_get(route, "destination", "subset")): int(route.get("weight", implicit)) for route in routes}
         mirror = int(_get(http, "mirrorPercentage", "value") or 0) if http.get("mirror") else 0
+    stable = str(annotations.get("canary/stable-version", ""))
+    canary = str(annotations.get("canary/canary-version", ""))
+    return Served(split, stable, canary, header, mirror)
+
+
+def _route_app(route: Mapping[str, Any]) -> str:
+    """The app an HTTPRoute splits: the Service it is attached to (GAMMA)."""
+    parents = _get(route, "spec", "parentRefs") or []
+    return str(next((p.get("name") for p in parents if p.get("kind") == "Service"), ""))
+
+
+def _served_by_http_route(route: Mapping[str, Any]) -> Served:
+    """An HTTPRoute's split: weighted backendRefs to the Services `<app>-<version>`."""
+    annotations = _get(route, "metadata", "annotations") or {}
+    prefix = f"{_route_app(route)}-"
+    header, split, mirror = None, {}, 0
+    for rule in _get(route, "spec", "rules") or []:
+        # The API server gives every rule a match (path prefix /): the header route is the one matching headers.
+        if headers := [h for m in rule.get("matches") or [] for h in m.get("headers") or []]:
+            header = headers[0].get("name")
+            continue
+        backends = rule.get("backendRefs") or []
+        implicit = 100 if len(backends) == 1 else 0  # the Gateway API's default weight 1: a lone backend gets all
+        split = {str(b.get("name", "")).removeprefix(prefix): int(b.get("weight", implicit)) for b in backends}
+        mirrors = [f for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
+        mirror = int(_get(mirrors[0], "requestMirror", "percent") or 0) if mirrors else 0
     stable = str(annotations.get("canary/stable-version", ""))
     canary = str(annotations.get("canary/canary-version", ""))
     return Served(split, stable, canary, header, mirror)
@@ -89,7 +118,10 @@ def deployed_config(resources: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         "canaryVersion": split.canary,
     }
     services = _live(resources, VIRTUAL_SERVICE)
-    app = _get(services[0].get("outputs"), "spec", "hosts", 0)
+    routes = _live(resources, HTTP_ROUTE)
+    app = (
+        _get(services[0].get("outputs"), "spec", "hosts", 0) if services else _route_app(routes[0].get("outputs") or {})
+    )
     deployments = {_get(d.get("outputs"), "metadata", "name"): d.get("outputs") for d in _live(resources, DEPLOYMENT)}
     for role, version in (("stable", split.stable), ("canary", split.canary)):
         deployment = deployments.get(f"{app}-{version}")

@@ -14,7 +14,7 @@ from rollout.outcome import Outcome, RunPhase
 from rollout.promotion import NothingToPromote, back_to_stable, promotion_phases
 from rollout.record import RunRecord
 from rollout.stack import ApplyError, Update
-from settings import Settings
+from settings import Settings, workload_name
 
 
 class ReleaseStack(Protocol):
@@ -117,7 +117,9 @@ class Report:
 
 def canary_target(settings: Settings, window: str, version: str | None = None) -> Target:
     app = settings.app
-    return Target(app.namespace, f"{app.name}-{version or app.canary.label}", window)
+    return Target(
+        app.namespace, workload_name(app.name, version or app.canary.label), window, settings.mesh.metrics_reporter
+    )
 
 
 class Rollout:

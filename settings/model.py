@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import pulumi
 
 WORLD = "0.0.0.0/0"
 ClusterMode = Literal["eks", "existing"]
 IngressServiceType = Literal["LoadBalancer", "NodePort", "ClusterIP"]
+TrafficApi = Literal["istio", "gateway-api"]
+DataplaneMode = Literal["sidecar", "ambient"]
 
 
 class SettingsError(pulumi.RunError):
@@ -20,6 +23,13 @@ class ConfigSource(Protocol):
     """What settings need from `pulumi.Config`: the raw string of a key, or None."""
 
     def get(self, key: str) -> str | None: ...
+
+
+@runtime_checkable
+class ListedConfigSource(ConfigSource, Protocol):
+    """A ConfigSource that also lists the keys set in the project's namespace, so typos are caught."""
+
+    def keys(self) -> Iterable[str]: ...
 
 
 @dataclass(frozen=True)
@@ -63,17 +73,12 @@ class EksCluster:
 
 @dataclass(frozen=True)
 class ExistingCluster:
+    """A cluster made elsewhere, reached through a kubeconfig file and context (None: kubectl's defaults)."""
+
     kubeconfig: str | None
     context: str | None
     ignored: tuple[str, ...] = ()
     """EKS-only settings this stack sets (to other than their defaults): nothing uses them in this mode."""
-
-
-@dataclass(frozen=True)
-class Addons:
-    prometheus: bool
-    grafana: bool
-    kiali: bool
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,34 @@ class MeshSettings:
     addons: Addons
     app_namespace: str
     app_name: str
+    traffic_api: TrafficApi = "istio"
+    """Which API carries the ingress gateway and the split: Istio's or the Kubernetes Gateway API."""
+    dataplane_mode: DataplaneMode = "sidecar"
+    """Sidecars in the app's pods, or ambient: ztunnel per node and a waypoint for the namespace."""
+
+    @property
+    def metrics_reporter(self) -> str:
+        """The `reporter` label of the app's request metrics (istio_requests_total and its latency histogram).
+
+        With sidecars the server-side sidecar of each pod reports them (reporter="destination"). In
+        ambient mode pods have no proxy: ztunnel reports TCP metrics only, and the L7 series come from
+        the waypoint, whose stats filter istiod sets to Reporter SERVER_GATEWAY (pilot/pkg/model/telemetry.go
+        in istio.io/istio), exported as reporter="waypoint" with the same destination_workload and
+        destination_workload_namespace labels (tests/integration/ambient/baseline_test.go, buildQuery).
+        """
+        return "waypoint" if self.dataplane_mode == "ambient" else "destination"
+
+
+@dataclass(frozen=True)
+class Addons:
+    prometheus: bool
+    grafana: bool
+    kiali: bool
+
+
+def workload_name(app_name: str, version_label: str) -> str:
+    """`<app>-<version>`: one version's Deployment, its pods' workload in Istio's metrics (destination_workload)."""
+    return f"{app_name}-{version_label}"
 
 
 @dataclass(frozen=True)

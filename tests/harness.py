@@ -7,22 +7,180 @@ dependencies - so tests can assert on wiring, not only on inputs.
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
 import runpy
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import pulumi
 from google.protobuf import json_format
-from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.proto import resource_pb2
+
+from capacity.aws import instance_type_from_aws
+from capacity.nodes import InstanceType
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "canary"
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
 LOAD_BALANCER_HOST = "canary-nlb.elb.example.test"
 EKS_CREATED_SECURITY_GROUP = "sg-0eks0created0"
+
+
+# EC2 instance types as `aws ec2 describe-instance-types` reports them: DefaultVCpus,
+# MemoryInfo.SizeInMiB, NetworkInfo.MaximumNetworkInterfaces (on network card 0 unless NETWORK_CARDS says),
+# NetworkInfo.Ipv4AddressesPerInterface, ProcessorInfo.SupportedArchitectures, Hypervisor.
+# The mocked getInstanceType invoke answers from this; any other type is unknown to AWS.
+EC2_INSTANCE_TYPES: dict[str, tuple[int, int, int, int, tuple[str, ...], str]] = {
+    "t3.nano": (2, 512, 2, 2, ("x86_64",), "nitro"),
+    "t3.small": (2, 2048, 3, 4, ("x86_64",), "nitro"),
+    "t3a.small": (2, 2048, 2, 4, ("x86_64",), "nitro"),
+    "t3a.medium": (2, 4096, 3, 6, ("x86_64",), "nitro"),
+    "t3a.xlarge": (4, 16384, 4, 15, ("x86_64",), "nitro"),
+    "t4g.small": (2, 2048, 3, 4, ("arm64",), "nitro"),
+    "t4g.medium": (2, 4096, 3, 6, ("arm64",), "nitro"),
+    "t2.medium": (2, 4096, 3, 6, ("i386", "x86_64"), "xen"),
+    "m4.large": (2, 8192, 2, 10, ("x86_64",), "xen"),
+    "m5.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m5.4xlarge": (16, 65536, 8, 30, ("x86_64",), "nitro"),
+    "m5.8xlarge": (32, 131072, 8, 30, ("x86_64",), "nitro"),
+    "m6a.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7i.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7i-flex.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7g.large": (2, 8192, 3, 10, ("arm64",), "nitro"),
+    "c6g.large": (2, 4096, 3, 10, ("arm64",), "nitro"),
+    "c7i.xlarge": (4, 8192, 4, 15, ("x86_64",), "nitro"),
+    "c5.9xlarge": (36, 73728, 8, 30, ("x86_64",), "nitro"),
+    "r6i.large": (2, 16384, 3, 10, ("x86_64",), "nitro"),
+    "r7g.xlarge": (4, 32768, 4, 15, ("arm64",), "nitro"),
+    "c6in.32xlarge": (128, 262144, 16, 50, ("x86_64",), "nitro"),
+}
+NETWORK_CARDS = {"c6in.32xlarge": (8, 8)}
+"""Interfaces per network card where a type has more than one; pods get those of card 0, the default."""
+
+
+def unknown_instance_type(name: str) -> str:
+    """What the AWS provider says when DescribeInstanceTypes does not know a type."""
+    return (
+        f"reading EC2 Instance Type ({name}): operation error EC2: DescribeInstanceTypes, https response error "
+        f"StatusCode: 400, api error InvalidInstanceType: The following supplied instance types do not exist: [{name}]"
+    )
+
+
+def describe_instance_type(name: str) -> dict[str, Any] | None:
+    """The getInstanceType invoke's result (the provider's camelCase), or None for a type AWS does not know."""
+    if name not in EC2_INSTANCE_TYPES:
+        return None
+    vcpus, memory, enis, ips, architectures, hypervisor = EC2_INSTANCE_TYPES[name]
+    return {
+        "instanceType": name,
+        "defaultVcpus": vcpus,
+        "memorySize": memory,
+        "maximumNetworkInterfaces": enis,
+        "maximumIpv4AddressesPerInterface": ips,
+        "defaultNetworkCardIndex": 0,
+        "networkCards": [
+            {"index": index, "maximumInterfaces": interfaces}
+            for index, interfaces in enumerate(NETWORK_CARDS.get(name, (enis,)))
+        ],
+        "supportedArchitectures": list(architectures),
+        "hypervisor": hypervisor,
+    }
+
+
+# --- The Pulumi SDK's private internals: this adapter is the only place that touches them ----
+#
+# Recording what the engine would receive needs a few names the Python SDK does not publish.
+# They are known to work with the SDK range pinned in requirements.txt; an upgrade that moves
+# one makes the test session stop with one message (tests/conftest.py) instead of a failure
+# per test, and tests/test_harness.py says which.
+
+SDK_INTERNALS = {
+    "signature key of special wire values": "pulumi.runtime.rpc:_special_sig_key",
+    "signature of a resource reference": "pulumi.runtime.rpc:_special_resource_sig",
+    "signature of a secret": "pulumi.runtime.rpc:_special_secret_sig",
+    "serializer of resource state": "pulumi.runtime.rpc:serialize_properties",
+    "blocking wait for an SDK future": "pulumi.runtime.sync_await:_sync_await",
+    "the mock resource monitor": "pulumi.runtime.mocks:MockMonitor",
+    "the mock monitor's URN maker": "pulumi.runtime.mocks:MockMonitor.make_urn",
+    "the mock monitor's registration record": "pulumi.runtime.mocks:MockMonitor.ResourceRegistration",
+    "the mock monitor's ReadResource": "pulumi.runtime.mocks:MockMonitor.ReadResource",
+    "the engine's RegisterResource answer": "pulumi.runtime.proto.resource_pb2:RegisterResourceResponse",
+}
+
+
+class SdkAdapterError(RuntimeError):
+    """The installed Pulumi SDK lacks an internal the test harness relies on."""
+
+
+def _internal(spec: str) -> Any:
+    module, _, attribute = spec.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def pinned_sdk_range(requirements: Path | None = None) -> str:
+    """The pulumi version range requirements.txt allows, e.g. ">=3.272,<3.273"."""
+    text = (requirements or PROJECT_DIR / "requirements.txt").read_text()
+    match = re.search(r"^pulumi\s*([<>=!~][^#\n]*?)\s*(?:#.*)?$", text, re.MULTILINE)
+    return match.group(1).replace(" ", "") if match else "(no pulumi line in requirements.txt)"
+
+
+def sdk_problems() -> list[str]:
+    """What of SDK_INTERNALS the installed SDK lacks, described for a person."""
+    problems = []
+    for purpose, spec in SDK_INTERNALS.items():
+        try:
+            _internal(spec)
+        except (ImportError, AttributeError) as error:
+            problems.append(f"{purpose} ({spec}: {error})")
+    return problems
+
+
+def check_sdk() -> None:
+    """Raise one SdkAdapterError naming every missing internal, the SDK installed and the range known to work."""
+    problems = sdk_problems()
+    if problems:
+        raise SdkAdapterError(
+            f"the test harness (tests/harness.py) cannot run on pulumi {_sdk_version()}: it relies on private "
+            f"internals of the Python SDK that are gone: {'; '.join(problems)}. It is known to work with "
+            f"pulumi{pinned_sdk_range()} (requirements.txt): reinstall that (scripts/venv), or adapt the "
+            "SDK adapter in tests/harness.py and widen the pin."
+        )
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import version
+
+    return version("pulumi")
+
+
+check_sdk()
+_SIG_KEY: str = _internal(SDK_INTERNALS["signature key of special wire values"])
+_RESOURCE_SIG: str = _internal(SDK_INTERNALS["signature of a resource reference"])
+_SECRET_SIG: str = _internal(SDK_INTERNALS["signature of a secret"])
+T = TypeVar("T")
+
+
+def wait(awaitable: Awaitable[T]) -> T:
+    """The result of an SDK future or coroutine, from outside the SDK's event loop."""
+    result: T = _internal(SDK_INTERNALS["blocking wait for an SDK future"])(awaitable)
+    return result
+
+
+def serialized_state(state: dict[str, Any]) -> Any:
+    """Resource state as the engine sends it back to the program (a protobuf Struct)."""
+    return wait(_internal(SDK_INTERNALS["serializer of resource state"])(state, {}))
+
+
+MockMonitor: type[Any] = _internal(SDK_INTERNALS["the mock resource monitor"])
+RegisterResourceResponse: Any = _internal(SDK_INTERNALS["the engine's RegisterResource answer"])
+
+# --- end of the adapter ---------------------------------------------------------------------
 
 
 @dataclass
@@ -81,10 +239,10 @@ class ProgramRun:
 def plain(value: Any, keep_secrets: bool = False) -> Any:
     """Wire properties as plain data: resource references become "<resource URN>", secrets {"secret": value}."""
     if isinstance(value, dict):
-        signature = value.get(rpc._special_sig_key)
-        if signature == rpc._special_resource_sig:
+        signature = value.get(_SIG_KEY)
+        if signature == _RESOURCE_SIG:
             return f"<resource {value['urn']}>"
-        if signature == rpc._special_secret_sig and not keep_secrets:
+        if signature == _SECRET_SIG and not keep_secrets:
             return {"secret": plain(value["value"])}
         return {key: plain(item, keep_secrets) for key, item in value.items()}
     if isinstance(value, list):
@@ -93,19 +251,19 @@ def plain(value: Any, keep_secrets: bool = False) -> Any:
 
 
 def is_secret(output: pulumi.Output[Any]) -> bool:
-    return bool(pulumi.runtime.sync_await._sync_await(output.is_secret()))
+    return bool(wait(output.is_secret()))
 
 
 def resolve(value: Any) -> Any:
     if isinstance(value, pulumi.Output):
-        return pulumi.runtime.sync_await._sync_await(value.future())
+        return wait(value.future())
     return value
 
 
 def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs a cloud or Kubernetes API would add, in the provider's camelCase."""
     if type_.startswith("aws:"):
-        return {"arn": f"arn:aws:mock:::{name}"}
+        return {"arn": f"arn:aws:mock:::{name}", "name": inputs.get("name", name)}
     if type_ == "eks:index:Cluster":
         return {
             "kubeconfigJson": '{"apiVersion": "v1", "kind": "Config"}',
@@ -120,7 +278,7 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
     return {}
 
 
-class RecordingMonitor(MockMonitor):
+class RecordingMonitor(MockMonitor):  # type: ignore[misc]  # the SDK's class, through the adapter
     def __init__(self, mocks: pulumi.runtime.Mocks, run: ProgramRun) -> None:
         super().__init__(mocks)
         self.run = run
@@ -146,7 +304,7 @@ class RecordingMonitor(MockMonitor):
         # the mocks see a reference as its URN, as the engine would store it.
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return resource_pb2.RegisterResourceResponse(urn=urn)
+            return RegisterResourceResponse(urn=urn)
         self._record(request, read=False)
         inputs = plain(json_format.MessageToDict(request.object), keep_secrets=True)
         id_, state = self.mocks.new_resource(
@@ -155,12 +313,11 @@ class RecordingMonitor(MockMonitor):
             )
         )
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_ or "", state)
-        state_proto = pulumi.runtime.sync_await._sync_await(rpc.serialize_properties(state, {}))
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=state_proto)
+        return RegisterResourceResponse(urn=urn, id=id_ or "", object=serialized_state(state))
 
     def ReadResource(self, request: Any) -> Any:
         self._record(request, read=True)
-        return super().ReadResource(request)  # type: ignore[no-untyped-call]
+        return super().ReadResource(request)
 
 
 class CloudMocks(pulumi.runtime.Mocks):
@@ -174,6 +331,11 @@ class CloudMocks(pulumi.runtime.Mocks):
         self.run.invokes.append(args.token)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}, []
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            facts = describe_instance_type(args.args["instanceType"])
+            if facts is None:  # the engine reports the provider's error as the invoke's failure
+                return {}, [("instanceType", unknown_instance_type(args.args["instanceType"]))]
+            return facts, []
         if args.token == "aws:eks/getCluster:getCluster":
             return {"name": args.args["name"], "vpcConfig": {"clusterSecurityGroupId": EKS_CREATED_SECURITY_GROUP}}, []
         return {}, []
@@ -196,6 +358,13 @@ def run_program(
     return run
 
 
+def program_scope(fixture_name: str, config: Any) -> Literal["module", "function"]:
+    """The scope of a fixture that runs the program: once per module, but once per test under mutation
+    testing (scripts/mutation), where mutmut maps each function to the tests that call it and a
+    module-scoped run would count for the first test only."""
+    return "function" if "MUTANT_UNDER_TEST" in os.environ else "module"
+
+
 class DictConfig:
     """A ConfigSource of raw strings, as `pulumi.Config().get` returns them."""
 
@@ -205,5 +374,15 @@ class DictConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(key)
 
+    def keys(self) -> list[str]:
+        return list(self.values)
+
 
 EXISTING_CLUSTER = {"clusterMode": "existing", "kubeconfig": "/tmp/kubeconfig.yaml", "kubeContext": "kind-canary"}
+
+
+def describe(name: str) -> InstanceType:
+    """The program's own AWS lookup (capacity.aws), answered by the mocked DescribeInstanceTypes."""
+    mocks = CloudMocks(ProgramRun())
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False)
+    return instance_type_from_aws(name)

@@ -77,9 +77,11 @@ def test_local_state_only_when_asked_for(tmp_path: Path) -> None:
 
 
 def test_a_file_backend_url_is_local_state_asked_for(tmp_path: Path) -> None:
-    result, calls = deploy(tmp_path, PULUMI_BACKEND_URL="file://" + str(tmp_path / "state"))
+    state = tmp_path / "state" / "dev"
+    result, calls = deploy(tmp_path, PULUMI_BACKEND_URL=f"file://{state}")
     assert result.returncode == 0, result.stderr
     assert calls == ["whoami --verbose", "stack select dev --create", "up --stack dev"]
+    assert state.is_dir(), "pulumi cannot open a state directory that does not exist"
 
 
 def test_local_and_a_remote_backend_url_conflict(tmp_path: Path) -> None:

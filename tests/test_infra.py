@@ -8,14 +8,22 @@ import pytest
 
 from infra.network import subnet_cidrs
 from settings import declared_settings
-from tests.harness import EKS_CREATED_SECURITY_GROUP, EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
+from tests.harness import (
+    EKS_CREATED_SECURITY_GROUP,
+    EXISTING_CLUSTER,
+    ZONES,
+    ProgramRun,
+    is_secret,
+    program_scope,
+    run_program,
+)
 
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
@@ -177,11 +185,223 @@ def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_
 
 
 def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
-    from capacity import plan_capacity
+    from capacity.plan import plan_capacity
     from settings import load_settings
-    from tests.harness import DictConfig
+    from tests.harness import DictConfig, describe
 
     run = run_program({"vpcCniPrefixDelegation": "true"})
     assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
-    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
+    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})), describe("t3a.medium"))
     assert plan is not None and plan.node.max_pods == 110
+
+
+def test_the_cluster_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    cluster = eks_run.module["cluster"]
+    assert eks_run.output(cluster.eks_cluster.urn) == eks_run.named("cluster-eks").urn
+    assert eks_run.output(cluster.node_group.urn) == eks_run.named("cluster-nodes").urn
+    assert eks_run.output(cluster.network.vpc_id) == "cluster-vpc-id"
+    assert [eks_run.output(subnet) for subnet in cluster.network.private_subnet_ids] == [
+        f"cluster-private-{zone}-id" for zone in ZONES[:2]
+    ]
+    existing = run_program(EXISTING_CLUSTER).module["cluster"]
+    assert (existing.eks_cluster, existing.node_group, existing.network) == (None, None, None)
+
+
+def test_existing_cluster_mode_loads_only_the_sdks_it_uses() -> None:
+    """Loading them is time every `pulumi up` of a weight change would spend for nothing (docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    from tests.harness import PROJECT_DIR
+
+    sdks = ("pulumi_aws", "pulumi_eks", "pulumi_random", "pulumi_kubernetes.helm.v3")
+    loaded = f"sorted({{m for m in sys.modules if m in {sdks}}})"
+    bare = {**EXISTING_CLUSTER, "installIstio": "false", "prometheus": "false", "grafana": "false", "kiali": "false"}
+    script = (
+        "import sys\n"
+        "from tests.harness import EXISTING_CLUSTER, run_program\n"
+        f"run_program({bare}); print({loaded})\n"
+        f"run_program(EXISTING_CLUSTER); print({loaded})\n"
+        f"run_program({{}}); print({loaded})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=300
+    )
+    local, existing, eks = result.stdout.splitlines()[-3:]
+    assert local == "[]", "the local stack of scripts/try-local: no chart, no Grafana"
+    assert existing == "['pulumi_kubernetes.helm.v3', 'pulumi_random']"
+    assert eks == "['pulumi_aws', 'pulumi_eks', 'pulumi_kubernetes.helm.v3', 'pulumi_random']", (
+        "the checks above are meaningful"
+    )
+
+
+def test_the_eks_cluster_inputs_in_full() -> None:
+    admin = "arn:aws:iam::123456789012:role/platform-team"
+    run = run_program({"apiAccessCidrs": '["0.0.0.0/0"]', "clusterAdminArns": f'["{admin}"]'})
+    assert run.named("cluster-eks").inputs == {
+        "name": "dev-cluster",
+        "version": "1.35",
+        "vpcId": "cluster-vpc-id",
+        "publicSubnetIds": ["cluster-public-us-east-1a-id", "cluster-public-us-east-1b-id"],
+        "privateSubnetIds": ["cluster-private-us-east-1a-id", "cluster-private-us-east-1b-id"],
+        "nodeAssociatePublicIpAddress": False,
+        "skipDefaultNodeGroup": True,
+        "authenticationMode": "API",
+        "accessEntries": {
+            "admin-0": {
+                "principalArn": admin,
+                "accessPolicies": {
+                    "cluster-admin": {
+                        "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                        "accessScope": {"type": "cluster"},
+                    }
+                },
+            }
+        },
+        "enabledClusterLogTypes": ["api", "audit", "authenticator"],
+        "encryptionConfigKeyArn": "arn:aws:mock:::cluster-secrets",
+        "createOidcProvider": True,
+        "vpcCniOptions": {
+            "enablePrefixDelegation": False,
+            "resolveConflictsOnCreate": "OVERWRITE",
+            "resolveConflictsOnUpdate": "OVERWRITE",
+        },
+        "endpointPrivateAccess": True,
+        "endpointPublicAccess": True,
+        "publicAccessCidrs": ["0.0.0.0/0"],
+        "clusterTags": {"canary-public-endpoint": "open-to-world-by-stack-config"},
+    }
+    private = run_program({}).named("cluster-eks").inputs
+    assert private["endpointPublicAccess"] is False and private["accessEntries"] == {}
+    assert "publicAccessCidrs" not in private and "clusterTags" not in private
+
+
+def test_the_world_open_endpoint_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr("infra.cluster.pulumi.log.warn", lambda message, *args, **kwargs: said.append(message))
+    run_program({"apiAccessCidrs": '["203.0.113.0/24"]'})
+    assert not any("apiAccessCidrs" in message for message in said)
+    run_program({"apiAccessCidrs": '["203.0.113.0/24", "0.0.0.0/0"]'})
+    assert "apiAccessCidrs includes 0.0.0.0/0: the EKS API endpoint is reachable from anywhere" in said
+
+
+def test_the_nodes_role_trusts_ec2_and_carries_the_three_policies(eks_run: ProgramRun) -> None:
+    import json
+
+    role = eks_run.named("cluster-node-role")
+    assert json.loads(role.inputs["assumeRolePolicy"]) == {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    attachments = {r.name: r.inputs for r in eks_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert attachments == {
+        "cluster-node-worker": {
+            "role": "cluster-node-role",
+            "policyArn": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+        },
+        "cluster-node-cni": {"role": "cluster-node-role", "policyArn": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"},
+        "cluster-node-registry": {
+            "role": "cluster-node-role",
+            "policyArn": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+        },
+    }
+    nodes = eks_run.named("cluster-nodes")
+    assert nodes.inputs["nodeRole"] == f"<resource {role.urn}>"
+    for attachment in eks_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        assert eks_run.depends_on(nodes, attachment), "nodes join only once their role may"
+    key = eks_run.named("cluster-secrets").inputs
+    assert key == {
+        "description": "Envelope encryption of Kubernetes Secrets in EKS cluster dev-cluster",
+        "enableKeyRotation": True,
+        "deletionWindowInDays": 7,
+    }
+    rule = eks_run.named("cluster-istiod-webhook").inputs
+    assert rule["description"] == "EKS control plane to istiod's sidecar injection webhook"
+
+
+def test_the_dedicated_vpc_in_full(eks_run: ProgramRun) -> None:
+    owned = {"kubernetes.io/cluster/dev-cluster": "shared"}
+    assert eks_run.named("cluster-vpc").inputs == {
+        "cidrBlock": "192.168.0.0/16",
+        "enableDnsHostnames": True,
+        "enableDnsSupport": True,
+        "tags": {"Name": "dev-cluster-vpc", **owned},
+    }
+    assert eks_run.named("cluster-igw").inputs == {"vpcId": "cluster-vpc-id"}
+    assert eks_run.named("cluster-nat", "aws:ec2/eip:Eip").inputs == {"domain": "vpc"}
+    nat = eks_run.named("cluster-nat", "aws:ec2/natGateway:NatGateway")
+    assert nat.inputs == {"subnetId": "cluster-public-us-east-1a-id", "allocationId": "cluster-nat-id"}
+    assert eks_run.depends_on(nat, eks_run.named("cluster-igw"))
+    assert eks_run.named("cluster-public", "aws:ec2/routeTable:RouteTable").inputs == {
+        "vpcId": "cluster-vpc-id",
+        "routes": [{"cidrBlock": "0.0.0.0/0", "gatewayId": "cluster-igw-id"}],
+    }
+    assert eks_run.named("cluster-private", "aws:ec2/routeTable:RouteTable").inputs == {
+        "vpcId": "cluster-vpc-id",
+        "routes": [{"cidrBlock": "0.0.0.0/0", "natGatewayId": "cluster-nat-id"}],
+    }
+    subnets = {r.name: r.inputs for r in eks_run.of_type("aws:ec2/subnet:Subnet")}
+    assert subnets["cluster-private-us-east-1b"] == {
+        "vpcId": "cluster-vpc-id",
+        "cidrBlock": "192.168.96.0/19",
+        "availabilityZone": "us-east-1b",
+        "mapPublicIpOnLaunch": False,
+        "tags": {"Name": "dev-cluster-private-us-east-1b", "kubernetes.io/role/internal-elb": "1", **owned},
+    }
+    assert subnets["cluster-public-us-east-1a"]["tags"] == {
+        "Name": "dev-cluster-public-us-east-1a",
+        "kubernetes.io/role/elb": "1",
+        **owned,
+    }
+    associations = {
+        r.name: (r.inputs["subnetId"], r.inputs["routeTableId"])
+        for r in eks_run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    }
+    assert associations == {
+        f"cluster-{tier}-{zone}": (f"cluster-{tier}-{zone}-id", f"cluster-{tier}-id")
+        for tier in ("public", "private")
+        for zone in ZONES[:2]
+    }
+    assert eks_run.invokes.count("aws:index/getAvailabilityZones:getAvailabilityZones") == 1
+
+
+@pytest.mark.parametrize(("cidr", "zones"), [("10.0.0.0/16", 2), ("10.8.0.0/20", 4)])
+def test_subnets_cut_the_vpc_in_eight_public_first(cidr: str, zones: int) -> None:
+    public, private = subnet_cidrs(cidr, zones)
+    blocks = [str(block) for block in ipaddress.ip_network(cidr).subnets(prefixlen_diff=3)]
+    assert (public, private) == (blocks[:zones], blocks[zones : 2 * zones])
+
+
+def test_more_zones_than_the_region_has_is_one_clear_error() -> None:
+    with pytest.raises(Exception, match=r"availabilityZoneCount = 6: this region has only 4 zones"):
+        run_program({"availabilityZoneCount": "6"})
+
+
+def test_existing_cluster_defaults_are_kubectls() -> None:
+    run = run_program({"clusterMode": "existing"})
+    (provider,) = run.of_type(PROVIDER)
+    assert "kubeconfig" not in provider.inputs and "context" not in provider.inputs
+    cluster = run.module["cluster"]
+    assert run.output(cluster.kubeconfig) == "$KUBECONFIG or ~/.kube/config" and is_secret(cluster.kubeconfig)
+    assert cluster.schedulable == []
+
+
+@pytest.mark.parametrize("config", [{}, EXISTING_CLUSTER], ids=["eks", "existing"])
+def test_every_resource_is_a_child_of_its_layers_component(config: dict[str, str]) -> None:
+    run = run_program(config)
+    components = {r.type: r.urn for r in run.resources if r.type.startswith("canary:")}
+    assert components.keys() == {"canary:infra:Cluster", "canary:mesh:Mesh", "canary:workloads:CanaryApp"}
+    assert all("::pulumi:pulumi:Stack::" in run.by_urn(urn).parent for urn in components.values())
+    layer = {
+        "aws:": "canary:infra:Cluster",
+        "eks:": "canary:infra:Cluster",
+        "pulumi:providers:": "canary:infra:Cluster",
+    }
+    for resource in run.resources:
+        if resource.type.startswith("canary:"):
+            continue
+        expected = next((c for prefix, c in layer.items() if resource.type.startswith(prefix)), None)
+        if expected is not None:
+            assert resource.parent == components[expected], resource.name
+        else:
+            assert resource.parent in components.values(), resource.name

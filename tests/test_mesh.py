@@ -6,7 +6,7 @@ import pytest
 
 from mesh import charts
 from settings import declared_settings
-from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, ProgramRun, is_secret, program_scope, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SERVICE = "kubernetes:core/v1:Service"
@@ -14,12 +14,12 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 ISTIO_VERSION = declared_settings()["istioVersion"]["default"]  # the one pin, in Pulumi.yaml
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def local_run() -> ProgramRun:
     return run_program({**EXISTING_CLUSTER, "ingressServiceType": "NodePort"})
 
@@ -202,3 +202,209 @@ def test_the_canary_dashboard_names_no_version_so_promotion_leaves_it_alone() ->
     }
     after = run_program({**EXISTING_CLUSTER, **promoted}).named("canary-grafana-dashboard").inputs
     assert before == after
+
+
+def test_the_mesh_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    mesh = eks_run.module["mesh"]
+    releases = {name: eks_run.output(release.urn) for name, release in mesh.releases.items()}
+    assert releases == {release.name: release.urn for release in eks_run.of_type(RELEASE)}
+    assert eks_run.output(mesh.ingress_service.urn) == eks_run.named("istio-ingressgateway", SERVICE).urn
+    assert eks_run.output(mesh.app_namespace_object.urn) == eks_run.named("mesh-app-namespace").urn
+
+
+# --- chart values in full: the wiring nobody sees until a pod misbehaves -----------------------
+
+
+def test_istio_charts_and_their_values_in_full() -> None:
+    repo = "https://istio-release.storage.googleapis.com/charts"
+    assert charts.istio_charts("1.31.1") == {
+        "base": charts.Chart("istio-base", "base", repo, "1.31.1"),
+        "istiod": charts.Chart("istiod", "istiod", repo, "1.31.1"),
+        "cni": charts.Chart("istio-cni", "cni", repo, "1.31.1"),
+        "gateway": charts.Chart("istio-ingressgateway", "gateway", repo, "1.31.1"),
+        "ztunnel": charts.Chart("ztunnel", "ztunnel", repo, "1.31.1"),
+    }
+    assert charts.base_values() == {"defaultRevision": "default"}
+    assert charts.cni_values() == {"resources": {"requests": {"cpu": "100m", "memory": "100Mi"}}}
+
+    def spread(labels: dict[str, str]) -> list[dict[str, object]]:
+        return [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": labels},
+            }
+        ]
+
+    local_istiod = {
+        "global": {
+            "istioNamespace": "istio-system",
+            "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+        },
+        "cni": {"enabled": True},
+        "resources": {"requests": {"cpu": "500m", "memory": "2048Mi"}},
+    }
+    assert charts.istiod_values(on_eks=False) == local_istiod
+    assert charts.istiod_values(on_eks=True) == {
+        **local_istiod,
+        "autoscaleMin": 2,
+        "replicaCount": 2,
+        "topologySpreadConstraints": spread({"app": "istiod"}),
+    }
+    labels = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+    gateway_requests = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert charts.gateway_values(on_eks=False) == {
+        "labels": labels,
+        "service": {"type": "None"},
+        "resources": gateway_requests,
+    }
+    assert charts.gateway_values(on_eks=True) == {
+        "labels": labels,
+        "service": {"type": "None"},
+        "resources": gateway_requests,
+        "autoscaling": {"minReplicas": 2},
+        "podDisruptionBudget": {"minAvailable": 1},
+        "topologySpreadConstraints": spread(labels),
+    }
+
+
+def test_the_ingress_service_in_full() -> None:
+    ports = [
+        {"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP"},
+        {"name": "http2", "port": 80, "targetPort": 80, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+    ]
+    labels = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+    nlb = {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+        "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+    }
+    assert charts.ingress_service("LoadBalancer", on_eks=True) == {
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system", "labels": labels, "annotations": nlb},
+        "spec": {"type": "LoadBalancer", "selector": labels, "ports": ports},
+    }
+    for service_type, on_eks in (("LoadBalancer", False), ("NodePort", True), ("ClusterIP", False)):
+        service = charts.ingress_service(service_type, on_eks)  # type: ignore[arg-type]
+        assert service["metadata"]["annotations"] == {}, "an NLB only from AWS, only for a LoadBalancer"
+        assert service["spec"]["type"] == service_type
+
+
+def test_prometheus_runs_alone_outside_the_mesh() -> None:
+    assert charts.prometheus_values() == {
+        "alertmanager": {"enabled": False},
+        "prometheus-pushgateway": {"enabled": False},
+        "kube-state-metrics": {"enabled": False},
+        "prometheus-node-exporter": {"enabled": False},
+        "server": {
+            "fullnameOverride": "prometheus",
+            "podLabels": {"sidecar.istio.io/inject": "false"},
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+            "persistentVolume": {"enabled": False},
+            "service": {"servicePort": 9090},
+            "global": {"scrape_interval": "15s"},
+        },
+    }
+    assert charts.prometheus_url() == "http://prometheus.istio-system:9090"
+    assert charts.grafana_url() == "http://grafana.istio-system:3000"
+
+
+def test_grafana_values_in_full() -> None:
+    values = charts.grafana_values("1.31.1")
+    source = "https://raw.githubusercontent.com/istio/istio/1.31.1/manifests/addons/dashboards"
+    assert values["dashboards"] == {
+        "istio": {
+            "istio-mesh": {"url": f"{source}/istio-mesh-dashboard.gen.json", "datasource": "Prometheus"},
+            "istio-service": {"url": f"{source}/istio-service-dashboard.json", "datasource": "Prometheus"},
+            "istio-workload": {"url": f"{source}/istio-workload-dashboard.json", "datasource": "Prometheus"},
+            "istio-performance": {"url": f"{source}/istio-performance-dashboard.json", "datasource": "Prometheus"},
+            "istio-control-plane": {"url": f"{source}/pilot-dashboard.gen.json", "datasource": "Prometheus"},
+        }
+    }
+    provider = {"orgId": 1, "type": "file", "disableDeletion": False}
+    assert {key: value for key, value in values.items() if key != "dashboards"} == {
+        "podLabels": {"sidecar.istio.io/inject": "false"},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+        "admin": {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"},
+        "testFramework": {"enabled": False},
+        "service": {"type": "ClusterIP", "port": 3000},
+        "datasources": {
+            "datasources.yaml": {
+                "apiVersion": 1,
+                "datasources": [
+                    {
+                        "name": "Prometheus",
+                        "uid": "prometheus",
+                        "type": "prometheus",
+                        "url": "http://prometheus.istio-system:9090",
+                        "access": "proxy",
+                        "isDefault": True,
+                        "jsonData": {"timeInterval": "15s"},
+                    }
+                ],
+            }
+        },
+        "dashboardProviders": {
+            "dashboardproviders.yaml": {
+                "apiVersion": 1,
+                "providers": [
+                    {
+                        "name": "istio",
+                        "folder": "istio",
+                        **provider,
+                        "options": {"path": "/var/lib/grafana/dashboards/istio"},
+                    },
+                    {
+                        "name": "canary",
+                        "folder": "canary",
+                        **provider,
+                        "options": {"path": "/var/lib/grafana/dashboards/canary"},
+                    },
+                ],
+            }
+        },
+        "dashboardsConfigMaps": {"canary": "canary-grafana-dashboard"},
+    }
+
+
+def test_grafana_reads_its_admin_from_the_secret_the_mesh_creates(eks_run: ProgramRun) -> None:
+    admin = eks_run.named("grafana", RELEASE).inputs["values"]["admin"]
+    secret = eks_run.named("grafana-admin", "kubernetes:core/v1:Secret").inputs
+    assert secret["metadata"] == {"name": admin["existingSecret"], "namespace": "istio-system"}
+    keys = secret["stringData"]["secret"]  # the whole of stringData is a stack secret
+    assert set(keys) == {admin["userKey"], admin["passwordKey"]}
+    assert keys[admin["userKey"]] == "admin"
+    password = eks_run.named("grafana-admin-password", "random:index/randomPassword:RandomPassword").inputs
+    assert (password["length"], password["special"]) == (32, False)
+    assert eks_run.depends_on(eks_run.named("grafana", RELEASE), eks_run.named("grafana-admin"))
+    assert is_secret(eks_run.module["mesh"].grafana_admin_password)
+
+
+def test_kiali_values_in_full() -> None:
+    for grafana in (True, False):
+        assert charts.kiali_values(grafana) == {
+            "auth": {"strategy": "token"},
+            "deployment": {
+                "pod_labels": {"sidecar.istio.io/inject": "false"},
+                "ingress": {"enabled": False},
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+            },
+            "external_services": {
+                "prometheus": {"url": "http://prometheus.istio-system:9090"},
+                "grafana": {
+                    "enabled": grafana,
+                    "internal_url": "http://grafana.istio-system:3000",
+                    "external_url": "http://localhost:3000",
+                },
+                "tracing": {"enabled": False},
+            },
+        }
+
+
+def test_dashboard_commands_in_full(eks_run: ProgramRun) -> None:
+    assert eks_run.module["mesh"].dashboards == {
+        "prometheus": "kubectl -n istio-system port-forward svc/prometheus 9090:9090",
+        "grafana": "kubectl -n istio-system port-forward svc/grafana 3000:3000",
+        "kiali": "kubectl -n istio-system create token kiali && "
+        "kubectl -n istio-system port-forward svc/kiali 20001:20001",
+    }

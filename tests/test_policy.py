@@ -243,10 +243,14 @@ def test_credentials_in_plain_inputs_fail() -> None:
 
 
 def as_policy_resources(run: ProgramRun) -> list[PolicyResource]:
+    """What the engine gives a policy pack: every resource the program registers, components too, such as
+    pulumi-eks's `eks:index:Cluster` with its inputs (tests/e2e/test_policy_engine.py). The resources a
+    remote component creates inside itself are made by its provider, which the mocks do not run."""
+
     def props(registered: Registered) -> dict[str, Any]:
         return copy.deepcopy(registered.inputs)
 
-    return [resource(r.type, props(r), r.name) for r in run.resources if r.custom and not r.read]
+    return [resource(r.type, props(r), r.name) for r in run.resources if not r.read]
 
 
 def pack_violations(run: ProgramRun, config: dict[str, Any] | None = None) -> list[str]:
@@ -310,3 +314,88 @@ def test_references_to_secrets_are_not_credentials() -> None:
     assert check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("grafana", values)) == []
     (token,) = check_resource(rules.validate_secrets, "kubernetes:helm.sh/v3:Release", release("kiali", {"token": "x"}))
     assert "values.token" in token
+
+
+# --- HTTPRoute split (trafficApi gateway-api) -------------------------------------------
+
+
+def http_route(weights: dict[str, int], header_rule: bool = False) -> dict[str, Any]:
+    split_rule = {"backendRefs": [{"name": f"nginx-{v}", "port": 80, "weight": w} for v, w in weights.items()]}
+    rules_ = [split_rule]
+    if header_rule:
+        header = {"type": "Exact", "name": "x-canary", "value": "always"}
+        rules_.insert(0, {"matches": [{"headers": [header]}], "backendRefs": [{"name": "nginx-v2", "port": 80}]})
+    return {
+        "metadata": {"name": "nginx-route", "annotations": {"canary/stable-backend": "nginx-v1"}},
+        "spec": {"rules": rules_},
+    }
+
+
+def check_route(props: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
+    args = ResourceValidationArgs(rules.HTTP_ROUTE, props, "urn", "r", OPTIONS, None, config)
+    return violations(rules.validate_http_route_split, args)
+
+
+def test_an_http_route_within_the_cap_passes() -> None:
+    assert check_route(http_route({"v1": 90, "v2": 10}, header_rule=True)) == []
+    assert check_route(http_route({"v1": 0, "v2": 100})) == [], "promotion"
+
+
+def test_an_http_route_not_summing_to_100_fails() -> None:
+    (message,) = check_route(http_route({"v1": 90, "v2": 20}))
+    assert "HTTPRoute nginx-route: the weights of rules[0] sum to 110, not 100" in message
+
+
+def test_an_http_route_above_the_cap_fails_unless_promoted() -> None:
+    (message,) = check_route(http_route({"v1": 40, "v2": 60}))
+    assert "sends 60% to canary 'nginx-v2', above the maximum of 50%" in message
+    (message,) = check_route(http_route({"v1": 0, "v2": 100}), {"allowPromotion": False})
+    assert "promotions are disabled" in message
+    assert check_route(http_route({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
+
+
+def test_an_http_route_as_stored_is_judged_the_same() -> None:
+    """The API server gives every rule a path match: only a header match makes a rule a tester route."""
+    stored = http_route({"v1": 40, "v2": 60}, header_rule=True)
+    for rule in stored["spec"]["rules"]:
+        rule.setdefault("matches", [{}])
+        for match in rule["matches"]:
+            match["path"] = {"type": "PathPrefix", "value": "/"}
+    (message,) = check_route(stored)
+    assert "sends 60% to canary 'nginx-v2'" in message
+
+
+def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
+    lone = http_route({"v2": 1})
+    (message,) = check_route(lone, {"allowPromotion": False})
+    assert "sends 100% to canary 'nginx-v2'" in message
+
+
+@pytest.mark.parametrize("weight", ["10", "50", "100"])
+def test_shipped_gateway_api_stacks_pass_every_rule(weight: str) -> None:
+    config = {
+        "trafficApi": "gateway-api",
+        "canaryWeight": weight,
+        "canaryHeaderName": "x-canary",
+        "canaryHeaderValue": "3f9c2a7be1d04c58",
+        "mirrorPercent": "5",
+    }
+    assert pack_violations(run_program(config)) == []
+
+
+def test_a_bad_gateway_api_change_is_caught() -> None:
+    found = pack_violations(run_program({**EXISTING_CLUSTER, "trafficApi": "gateway-api", "canaryWeight": "60"}))
+    assert len(found) == 1 and "HTTPRoute nginx-route sends 60% to canary 'nginx-v2'" in found[0]
+
+
+def test_the_shipped_eks_cluster_reaches_the_control_plane_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = as_policy_resources(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    (cluster,) = [r for r in sent if r.resource_type == rules.EKS_CLUSTER]
+    assert (cluster.props["endpointPublicAccess"], cluster.props["publicAccessCidrs"]) == (True, ["0.0.0.0/0"])
+    assert {r.resource_type for r in sent} >= {"canary:infra:Cluster", "canary:mesh:Mesh", "canary:workloads:CanaryApp"}
+    monkeypatch.setattr("infra.cluster.CONTROL_PLANE_LOGS", ["api"])
+    found = pack_violations(run_program({"canaryWeight": "10"}))
+    assert len(found) == 1 and "EKS cluster logs ['api']; it must log at least" in found[0]
+    monkeypatch.setattr("infra.cluster.PUBLIC_ENDPOINT_EXPLICIT", "oops")
+    found = pack_violations(run_program({"canaryWeight": "10", "apiAccessCidrs": '["0.0.0.0/0"]'}))
+    assert any("open to the whole internet" in message for message in found)

@@ -84,8 +84,14 @@ def found(manager: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
     return results
 
 
-def found_in(path: str) -> list[dict[str, str]]:
-    return [groups for manager in CONFIG["customManagers"] for file, groups in found(manager) if file == path]
+def found_in(path: str, datasource: str | None = None) -> list[dict[str, str]]:
+    return [
+        groups
+        for manager in CONFIG["customManagers"]
+        if datasource in (None, manager.get("datasourceTemplate"))
+        for file, groups in found(manager)
+        if file == path
+    ]
 
 
 # --- valid --------------------------------------------------------------------------------
@@ -125,7 +131,7 @@ def test_the_python_locks_are_updated_through_their_compile_command() -> None:
 
 def test_every_helm_chart_the_program_pins_is_found() -> None:
     pinned = {(chart.chart, chart.repo, chart.version) for chart in (charts.PROMETHEUS, charts.GRAFANA, charts.KIALI)}
-    found_charts = {(g["depName"], g["registryUrl"], g["currentValue"]) for g in found_in("mesh/charts.py")}
+    found_charts = {(g["depName"], g["registryUrl"], g["currentValue"]) for g in found_in("mesh/charts.py", "helm")}
     assert found_charts == pinned
     chart_calls = re.findall(
         r'Chart\("[^"]+", "[^"]+", "[^"]+", "[^"]+"\)', (PROJECT_DIR / "mesh/charts.py").read_text()
@@ -136,10 +142,17 @@ def test_every_helm_chart_the_program_pins_is_found() -> None:
     assert (istio["depName"], istio["registryUrl"]) == (charts.istio_charts("x")["base"].chart, charts.ISTIO_CHARTS)
 
 
+def test_the_gateway_api_release_is_found() -> None:
+    """mesh/charts.py pins the Gateway API release; scripts/toolchain takes its CRDs from the same pin."""
+    (gateway_api,) = found_in("mesh/charts.py", datasource="go")
+    assert gateway_api["currentValue"] == charts.GATEWAY_API_VERSION
+
+
 def test_every_toolchain_pin_is_found() -> None:
     text = (PROJECT_DIR / "scripts" / "toolchain").read_text()
     pins = {match["name"]: match["value"] for match in TOOLCHAIN_PIN.finditer(text)}
-    pins = {name: value for name, value in pins.items() if not name.endswith("_MIN")}
+    # _MIN: a floor, not a pin; a value read from the project ("$(...)") has its pin, and its Renovate rule, there.
+    pins = {name: value for name, value in pins.items() if not name.endswith("_MIN") and "$(" not in value}
     assert {"PULUMI_VERSION", "KUBE_VERSION", "ETCD_VERSION", "KWOK_VERSION", "PROMETHEUS_DEB_VERSION"} <= pins.keys()
     found_values = sorted(groups["currentValue"] for groups in found_in("scripts/toolchain"))
     assert found_values == sorted(value for name, value in pins.items() if name not in BY_HAND)

@@ -170,6 +170,12 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(prometheu
     assert prometheus.authorizations == ["Basic YWRtaW46aHVudGVyMg=="]
     (down,) = Prometheus("http://admin:hunter2@127.0.0.1:9").evaluate([SUCCESS], TARGET)
     assert down.error is not None and "hunter2" not in down.error and "cannot be reached" in down.error
+    with pytest.raises(LookupError, match="cannot be reached") as unready:
+        Prometheus("http://admin:hunter2@127.0.0.1:9").ready()
+    assert "hunter2" not in str(unready.value)
+    prometheus.authorizations.clear()
+    analyst.ready()
+    assert prometheus.authorizations == ["Basic YWRtaW46aHVudGVyMg=="]
     assert result.error is not None and "hunter2" not in result.error
 
 

@@ -215,8 +215,31 @@ def test_resume_continues_from_the_recorded_step_and_counters() -> None:
     record = rollout.claim((10,), resume=True)
     assert (record.id, record.steps, record.step) == (killed.id, (10, 25, 50, 100), 2)
     report = rollout.run(OPTIONS, record)
-    assert stack.weights == ["50", "0"], "the killed run's failed check still counts"
+    # Threshold 2: the killed run's failed check plus this one; with the counter lost it would hold first.
+    assert [analysis["verdict"] for analysis in report.analyses] == ["rollback"]
+    assert stack.weights == ["50", "0"]
     assert report.outcome is Outcome.ROLLED_BACK
+
+
+def test_resume_keeps_the_unanswered_analyses_in_a_row() -> None:
+    stack = StackStandIn()
+    killed = RunRecord.begin((10, 25, 50, 100))
+    stack.write_record(replace(killed, step=1, errors=2, pid=2**22 + 1))
+    rollout = Rollout(stack, Metrics(DOWN), Screen(), VirtualClock())
+    report = rollout.run(OPTIONS, rollout.claim((10,), resume=True))
+    # error_limit 3: two before the kill, one now.
+    assert [analysis["verdict"] for analysis in report.analyses] == ["rollback"]
+    assert stack.weights == ["25", "0"]
+
+
+def test_a_resumed_run_owns_the_record_and_an_older_process_no_longer_does() -> None:
+    stack = StackStandIn()
+    killed = replace(RunRecord.begin((10, 25)), pid=2**22 + 1)
+    stack.write_record(killed)
+    record = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock()).claim((10,), resume=True)
+    stored = stack.read_record()
+    assert stored is not None and record.owns(stored) and not killed.owns(stored)
+    assert (stored.id, stored.steps) == (killed.id, killed.steps)
 
 
 def test_resume_without_a_run_is_refused() -> None:
@@ -270,12 +293,19 @@ def test_an_interrupt_keeps_the_record_for_resume() -> None:
     assert any("canary run --resume" in line for line in rollout.view.lines)  # type: ignore[attr-defined]
 
 
-def test_promotion_of_an_invalid_config_changes_nothing() -> None:
-    stack = StackStandIn({"canaryWeight": "100", "canaryReplicas": "2"})
-    stack.config["stableImage"] = "nginx:latest"
-    with pytest.raises(SettingsError, match="stableImage"):
+def test_promotion_whose_last_phase_is_invalid_changes_nothing() -> None:
+    """The current config is valid and so are the first phases; only the role swap is refused."""
+
+    class RefusesTheSwap(StackStandIn):
+        def settings(self, changes: Mapping[str, str] | None = None) -> Settings:
+            if "stableVersion" in (changes or {}):
+                raise SettingsError("stableReplicas = 3: refused for this test")
+            return super().settings(changes)
+
+    stack = RefusesTheSwap({"canaryWeight": "50", "stableReplicas": "3"})
+    with pytest.raises(SettingsError, match="refused for this test"):
         Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock()).promote(Report("dev", "-", ()))
-    assert stack.updates == []
+    assert stack.updates == [], "the scale-up and the shift to 100 would each be a `pulumi up` before the swap"
 
 
 def test_abort_sends_everything_to_stable_and_ends_the_run() -> None:

@@ -16,7 +16,7 @@ from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.security import v1 as istio_security
 
 from settings import load_settings
-from tests.harness import DictConfig, ProgramRun, run_program
+from tests.harness import DictConfig, ProgramRun, program_scope, run_program
 
 KUBERNETES_VERSION = load_settings(DictConfig()).cluster.kubernetes_version  # type: ignore[union-attr]
 ISTIO_MODELS: dict[str, Any] = {
@@ -28,7 +28,7 @@ ISTIO_MODELS: dict[str, Any] = {
 PATCH_OF = {"NamespacePatch": "Namespace"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def run() -> ProgramRun:
     return run_program(
         {
@@ -41,9 +41,15 @@ def run() -> ProgramRun:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def default_namespace_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
+
+
+@pytest.fixture(scope=program_scope)
+def gateway_api_run() -> ProgramRun:
+    """Gateway API objects are checked by their real CRDs in the end-to-end tier; its Services here."""
+    return run_program({"canaryWeight": "10", "trafficApi": "gateway-api"})
 
 
 def as_object(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +85,10 @@ def validate_istio(obj: dict[str, Any]) -> None:
     assert round_trip == obj, f"{obj['kind']} has fields Istio's schema does not know"
 
 
-def test_every_kubernetes_object_is_valid(run: ProgramRun, default_namespace_run: ProgramRun) -> None:
-    objects = kubernetes_objects(run) + kubernetes_objects(default_namespace_run)
+def test_every_kubernetes_object_is_valid(
+    run: ProgramRun, default_namespace_run: ProgramRun, gateway_api_run: ProgramRun
+) -> None:
+    objects = kubernetes_objects(run) + kubernetes_objects(default_namespace_run) + kubernetes_objects(gateway_api_run)
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "Service", "Namespace"} <= kinds
     for obj in objects:

@@ -381,8 +381,11 @@ echo "$*" >> "$GH_CALLS"
 if [[ -z "${FAKE_ENVIRONMENT:-}" ]]; then echo 'gh: Not Found (HTTP 404)' >&2; exit 1; fi
 echo "$FAKE_ENVIRONMENT"
 """
-REVIEWED = {"name": "dev", "protection_rules": [{"type": "required_reviewers", "reviewers": [{"type": "User"}]}]}
-UNREVIEWED = {"name": "dev", "protection_rules": [{"type": "branch_policy"}]}
+MAIN_ONLY = {"protected_branches": False, "custom_branch_policies": True}
+REVIEWERS = {"type": "required_reviewers", "reviewers": [{"type": "User"}]}
+REVIEWED = {"name": "dev", "protection_rules": [REVIEWERS], "deployment_branch_policy": MAIN_ONLY}
+UNREVIEWED = {"name": "dev", "protection_rules": [{"type": "branch_policy"}], "deployment_branch_policy": MAIN_ONLY}
+ANY_BRANCH = {"name": "dev", "protection_rules": [REVIEWERS], "deployment_branch_policy": None}
 
 
 def target_script() -> str:
@@ -439,8 +442,9 @@ def test_target_is_the_only_gate_before_credentials() -> None:
         ("dev", "up", None, "no GitHub environment 'dev'"),
         ("dev", "up", UNREVIEWED, "GitHub environment 'dev' has no required reviewers"),
         ("dev", "up", {"name": "dev", "protection_rules": []}, "has no required reviewers"),
+        ("dev", "up", ANY_BRANCH, "GitHub environment 'dev' lets every branch deploy"),
     ],
-    ids=["unlisted", "injection", "empty", "destroy", "no-environment", "branch-rule-only", "no-rules"],
+    ids=["unlisted", "injection", "empty", "destroy", "no-environment", "branch-rule-only", "no-rules", "any-branch"],
 )
 def test_a_bad_target_is_refused_before_any_output(
     tmp_path: Path, stack: str, command: str, environment: dict[str, Any] | None, refusal: str

@@ -6,14 +6,16 @@ from typing import Any
 
 import pytest
 
+from mesh import gateway
+from mesh.gateway import ingress_gateway
 from settings import load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program
 from workloads import manifests
 
 ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
@@ -67,7 +69,7 @@ def test_virtual_service_splits_90_10_at_the_gateway_and_in_the_mesh(eks_run: Pr
 @pytest.mark.parametrize("weight", range(0, 101))
 def test_every_weight_sums_to_100_and_the_canary_gets_it(weight: int) -> None:
     app = load_settings(DictConfig({"canaryWeight": str(weight)})).app
-    weights = route_weights(manifests.virtual_service(app))
+    weights = route_weights(manifests.virtual_service(app, ingress_gateway("istio")))
     assert sum(weights.values()) == 100
     assert weights == {"v1": 100 - weight, "v2": weight}
 
@@ -201,3 +203,126 @@ def test_with_a_header_route_a_weight_change_still_touches_only_the_virtual_serv
     before = inputs_by_urn(run_program(HEADER_AND_MIRROR))
     after = inputs_by_urn(run_program({**HEADER_AND_MIRROR, "canaryWeight": "30"}))
     assert [urn.rsplit("::", 1)[1] for urn in before if before[urn] != after[urn]] == ["nginx-virtual-svc"]
+
+
+def test_the_app_component_exposes_its_children(eks_run: ProgramRun) -> None:
+    app = eks_run.module["app"]
+    deployments = {label: eks_run.output(deployment.urn) for label, deployment in app.deployments.items()}
+    assert deployments == {v: eks_run.named(f"nginx-{v}", "kubernetes:apps/v1:Deployment").urn for v in ("v1", "v2")}
+    assert eks_run.output(app.service.urn) == eks_run.named("nginx", "kubernetes:core/v1:Service").urn
+    assert eks_run.output(app.istio_objects["VirtualService"].urn) == eks_run.named("nginx-virtual-svc").urn
+    assert eks_run.output(app.istio_objects["DestinationRule"].urn) == eks_run.named("nginx-dest-rule").urn
+
+
+# --- every manifest in full: what the API server is given, field by field ------------------
+
+APP = load_settings(DictConfig({**EXISTING_CLUSTER, "canaryWeight": "10", "stableReplicas": "2"})).app
+ISTIO_INGRESS = ingress_gateway("istio")
+V1 = {"app": "nginx", "version": "v1"}
+SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"]},
+}
+
+
+def test_the_deployment_in_full() -> None:
+    probe = {"httpGet": {"path": "/health", "port": 80}}
+    container = {
+        "name": "nginx-v1",
+        "image": "quay.io/shardul/nginx:v1",
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": 80}],
+        "livenessProbe": probe,
+        "readinessProbe": probe,
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+        "securityContext": SECURITY,
+    }
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": V1},
+    }
+    expected = {
+        "metadata": {"name": "nginx-v1", "namespace": "default", "labels": V1},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": V1},
+            "template": {"metadata": {"labels": V1}, "spec": {"containers": [container]}},
+        },
+    }
+    assert manifests.deployment(APP, APP.stable) == expected
+    spread_out = manifests.deployment(APP, APP.stable, spread_over_zones=True)
+    assert spread_out["spec"]["template"]["spec"] == {"containers": [container], "topologySpreadConstraints": [spread]}
+    canary = manifests.deployment(APP, APP.canary)
+    assert (canary["metadata"]["name"], canary["spec"]["replicas"]) == ("nginx-v2", 1)
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/shardul/nginx:v2"
+
+
+def test_the_service_budget_gateway_and_policies_in_full() -> None:
+    assert manifests.service(APP) == {
+        "metadata": {"name": "nginx", "namespace": "default", "labels": {"app": "nginx"}},
+        "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "nginx"}},
+    }
+    assert manifests.disruption_budget(APP, APP.canary) == {
+        "metadata": {"name": "nginx-v2", "namespace": "default"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "nginx", "version": "v2"}}},
+    }
+    assert gateway.istio_gateway() == {
+        "metadata": {"name": "default-gateway", "namespace": "istio-system"},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [{"hosts": ["*"], "port": {"name": "http", "number": 80, "protocol": "HTTP"}}],
+        },
+    }
+    assert manifests.peer_authentication(APP) == {
+        "metadata": {"name": "default", "namespace": "default"},
+        "spec": {"mtls": {"mode": "STRICT"}},
+    }
+    assert manifests.destination_rule(APP) == {
+        "metadata": {"name": "nginx-dest-rule", "namespace": "default"},
+        "spec": {
+            "host": "nginx",
+            "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
+        },
+    }
+
+
+def test_the_virtual_service_in_full_with_and_without_header_and_mirror() -> None:
+    weighted = [
+        {"destination": {"host": "nginx", "subset": "v1"}, "weight": 90},
+        {"destination": {"host": "nginx", "subset": "v2"}, "weight": 10},
+    ]
+    metadata = {
+        "name": "nginx-virtual-svc",
+        "namespace": "default",
+        "annotations": {"canary/stable-version": "v1", "canary/canary-version": "v2"},
+    }
+    assert manifests.virtual_service(APP, ISTIO_INGRESS) == {
+        "metadata": metadata,
+        "spec": {
+            "hosts": ["nginx"],
+            "gateways": ["istio-system/default-gateway", "mesh"],
+            "http": [{"route": weighted}],
+        },
+    }
+    both = load_settings(
+        DictConfig(
+            {
+                **EXISTING_CLUSTER,
+                "canaryWeight": "10",
+                "canaryHeaderName": "x-canary",
+                "canaryHeaderValue": "0123456789abcdef",
+                "mirrorPercent": "1",
+            }
+        )
+    ).app
+    assert manifests.virtual_service(both, ISTIO_INGRESS)["spec"]["http"] == [
+        {
+            "match": [{"headers": {"x-canary": {"exact": "0123456789abcdef"}}}],
+            "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
+        },
+        {"route": weighted, "mirror": {"host": "nginx", "subset": "v2"}, "mirrorPercentage": {"value": 1}},
+    ]
+    assert manifests.traffic_split(APP) == {"v1": 90, "v2": 10}

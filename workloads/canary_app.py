@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from settings import AppSettings
+from mesh.gateway import GATEWAY_API, ISTIO_NETWORKING, IngressGateway
+from settings import AppSettings, workload_name
 from workloads import manifests
 
-ISTIO_NETWORKING = "networking.istio.io/v1"
 ISTIO_SECURITY = "security.istio.io/v1"
 
 
@@ -20,6 +20,8 @@ class CanaryAppArgs:
     settings: AppSettings
     namespace: pulumi.Input[str]
     """The app namespace as the mesh created or labelled it, so the app follows it."""
+    ingress_gateway: IngressGateway
+    """The mesh's ingress Gateway: the routes attach to it, and are of its API."""
     sidecar_injector: Sequence[pulumi.Resource] = field(default_factory=list)
     istio_crds: Sequence[pulumi.Resource] = field(default_factory=list)
     spread_over_zones: bool = False
@@ -27,9 +29,17 @@ class CanaryAppArgs:
 
 
 class CanaryApp(pulumi.ComponentResource):
-    """`canary:workloads:CanaryApp`: stable and canary Deployments, their Service and routing."""
+    """`canary:workloads:CanaryApp`: stable and canary Deployments, their Services and routing."""
 
     traffic_split: dict[str, int]
+    deployments: dict[str, k8s.apps.v1.Deployment]
+    """By version label."""
+    service: k8s.core.v1.Service
+    """The app's Service (`appName`), the one clients call."""
+    services: dict[str, k8s.core.v1.Service]
+    """By name: the app's Service and, with trafficApi gateway-api, one per version."""
+    istio_objects: dict[str, k8s.apiextensions.CustomResource]
+    """The mesh objects by kind (VirtualService and DestinationRule, or HTTPRoute; PeerAuthentication)."""
 
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:workloads:CanaryApp", name, None, opts)
@@ -43,11 +53,12 @@ class CanaryApp(pulumi.ComponentResource):
         def in_namespace(manifest: manifests.Manifest) -> manifests.Manifest:
             return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
 
+        self.deployments, self.istio_objects = {}, {}
         for version in (app.stable, app.canary):
-            name = manifests.workload_name(app, version)
+            name = workload_name(app.name, version.label)
             spread = args.spread_over_zones and version is app.stable
             manifest = in_namespace(manifests.deployment(app, version, spread_over_zones=spread))
-            k8s.apps.v1.Deployment(
+            self.deployments[version.label] = k8s.apps.v1.Deployment(
                 name,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
@@ -57,20 +68,32 @@ class CanaryApp(pulumi.ComponentResource):
             k8s.policy.v1.PodDisruptionBudget(
                 name, metadata=budget["metadata"], spec=budget["spec"], opts=pulumi.ResourceOptions(parent=self)
             )
-        service = in_namespace(manifests.service(app))
-        k8s.core.v1.Service(
-            app.name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
-        )
+        gateway = args.ingress_gateway
+        services = [manifests.service(app)]
+        if gateway.gateway_api:
+            services += [manifests.version_service(app, version) for version in (app.stable, app.canary)]
+        self.services = {}
+        for service in map(in_namespace, services):
+            name = service["metadata"]["name"]
+            self.services[name] = k8s.core.v1.Service(
+                name, metadata=service["metadata"], spec=service["spec"], opts=pulumi.ResourceOptions(parent=self)
+            )
+        self.service = self.services[app.name]
 
-        istio_objects = [
-            (ISTIO_NETWORKING, "Gateway", manifests.gateway()),
-            (ISTIO_NETWORKING, "DestinationRule", in_namespace(manifests.destination_rule(app))),
-            (ISTIO_NETWORKING, "VirtualService", in_namespace(manifests.virtual_service(app))),
+        if gateway.gateway_api:
+            routing = [(GATEWAY_API, "HTTPRoute", in_namespace(manifests.http_route(app, gateway)))]
+        else:
+            routing = [
+                (ISTIO_NETWORKING, "DestinationRule", in_namespace(manifests.destination_rule(app))),
+                (ISTIO_NETWORKING, "VirtualService", in_namespace(manifests.virtual_service(app, gateway))),
+            ]
+        mesh_objects = [
+            *routing,
             (ISTIO_SECURITY, "PeerAuthentication", in_namespace(manifests.peer_authentication(app))),
         ]
-        for api_version, kind, manifest in istio_objects:
+        for api_version, kind, manifest in mesh_objects:
             name = manifest["metadata"]["name"]
-            k8s.apiextensions.CustomResource(
+            self.istio_objects[kind] = k8s.apiextensions.CustomResource(
                 f"{app.name}-mtls" if kind == "PeerAuthentication" else name,
                 api_version=api_version,
                 kind=kind,

@@ -1,24 +1,20 @@
-"""The app's Kubernetes and Istio objects as plain data (metadata and spec).
+"""The app's Kubernetes, Istio and Gateway API objects as plain data (metadata and spec).
 
-Pure functions of the settings, so they are validated against the Kubernetes and Istio
-schemas in tests, and so a weight change provably touches only the VirtualService.
+Pure functions of the settings, so they are validated against the Kubernetes, Istio and
+Gateway API schemas in tests, and so a weight change provably touches only the object
+that carries the split (the VirtualService, or the HTTPRoute with trafficApi gateway-api).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from settings import AppSettings, AppVersion
+from mesh.charts import zone_spread
+from mesh.gateway import HTTP_PORT, IngressGateway
+from settings import AppSettings, AppVersion, workload_name
 
-ISTIO_NAMESPACE = "istio-system"
-GATEWAY_NAME = "default-gateway"
-HTTP_PORT = 80
 HEALTH_PATH = "/health"
 Manifest = dict[str, Any]
-
-
-def workload_name(app: AppSettings, version: AppVersion) -> str:
-    return f"{app.name}-{version.label}"
 
 
 def version_labels(app: AppSettings, version: AppVersion) -> dict[str, str]:
@@ -29,7 +25,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     labels = version_labels(app, version)
     probe = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT}}
     container = {
-        "name": workload_name(app, version),
+        "name": workload_name(app.name, version.label),
         "image": version.image,
         "imagePullPolicy": "Always",
         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
@@ -48,16 +44,9 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
     }
     pod_spec: Manifest = {"containers": [container]}
     if spread_over_zones:
-        pod_spec["topologySpreadConstraints"] = [
-            {
-                "maxSkew": 1,
-                "topologyKey": "topology.kubernetes.io/zone",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": labels},
-            }
-        ]
+        pod_spec["topologySpreadConstraints"] = zone_spread(labels)
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace, "labels": labels},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace, "labels": labels},
         "spec": {
             "replicas": version.replicas,
             "selector": {"matchLabels": labels},
@@ -69,7 +58,7 @@ def deployment(app: AppSettings, version: AppVersion, spread_over_zones: bool = 
 def disruption_budget(app: AppSettings, version: AppVersion) -> Manifest:
     """Voluntary disruptions (node drains, upgrades) take at most one pod of a version at a time."""
     return {
-        "metadata": {"name": workload_name(app, version), "namespace": app.namespace},
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": version_labels(app, version)}},
     }
 
@@ -81,13 +70,12 @@ def service(app: AppSettings) -> Manifest:
     }
 
 
-def gateway() -> Manifest:
+def version_service(app: AppSettings, version: AppVersion) -> Manifest:
+    """One version's pods: what an HTTPRoute's weighted backendRefs point at (trafficApi gateway-api)."""
+    labels = version_labels(app, version)
     return {
-        "metadata": {"name": GATEWAY_NAME, "namespace": ISTIO_NAMESPACE},
-        "spec": {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [{"hosts": ["*"], "port": {"name": "http", "number": HTTP_PORT, "protocol": "HTTP"}}],
-        },
+        "metadata": {"name": workload_name(app.name, version.label), "namespace": app.namespace, "labels": labels},
+        "spec": {"ports": [{"name": "http", "port": HTTP_PORT}], "selector": labels},
     }
 
 
@@ -113,9 +101,13 @@ def traffic_split(app: AppSettings) -> dict[str, int]:
     return {app.stable.label: 100 - app.canary_weight, app.canary.label: app.canary_weight}
 
 
-def virtual_service(app: AppSettings) -> Manifest:
+def _role_annotations(app: AppSettings) -> dict[str, str]:
     # The annotations name the roles so a policy can tell the canary from the stable version.
-    annotations = {"canary/stable-version": app.stable.label, "canary/canary-version": app.canary.label}
+    return {"canary/stable-version": app.stable.label, "canary/canary-version": app.canary.label}
+
+
+def virtual_service(app: AppSettings, gateway: IngressGateway) -> Manifest:
+    annotations = _role_annotations(app)
     split: Manifest = {
         "route": [
             {"destination": {"host": app.name, "subset": label}, "weight": weight}
@@ -135,7 +127,35 @@ def virtual_service(app: AppSettings) -> Manifest:
         "metadata": {"name": f"{app.name}-virtual-svc", "namespace": app.namespace, "annotations": annotations},
         "spec": {
             "hosts": [app.name],
-            "gateways": [f"{ISTIO_NAMESPACE}/{GATEWAY_NAME}", "mesh"],
+            "gateways": [gateway.virtual_service_ref, "mesh"],
             "http": http,
         },
+    }
+
+
+def _backend(app: AppSettings, version: AppVersion, weight: int | None = None) -> Manifest:
+    backend: Manifest = {"name": workload_name(app.name, version.label), "port": HTTP_PORT}
+    return backend if weight is None else {**backend, "weight": weight}
+
+
+def http_route(app: AppSettings, gateway: IngressGateway) -> Manifest:
+    """The split as the Gateway API has it: weighted backendRefs to the per-version Services."""
+    annotations = {**_role_annotations(app), "canary/stable-backend": workload_name(app.name, app.stable.label)}
+    weights = traffic_split(app)
+    split: Manifest = {"backendRefs": [_backend(app, v, weights[v.label]) for v in (app.stable, app.canary)]}
+    if app.mirror_percent:
+        mirror = {"backendRef": _backend(app, app.canary), "percent": app.mirror_percent}
+        split["filters"] = [{"type": "RequestMirror", "requestMirror": mirror}]
+    rules = [split]
+    if app.canary_header is not None:
+        # A rule with a header match takes precedence over one without (Gateway API route matching).
+        name, value = app.canary_header
+        header = {"type": "Exact", "name": name, "value": value}
+        rules.insert(0, {"matches": [{"headers": [header]}], "backendRefs": [_backend(app, app.canary)]})
+    # Attached to the ingress Gateway and to the app's Service (GAMMA), so calls from inside
+    # the mesh split too, as the VirtualService's `mesh` gateway does.
+    service = {"group": "", "kind": "Service", "name": app.name}
+    return {
+        "metadata": {"name": f"{app.name}-route", "namespace": app.namespace, "annotations": annotations},
+        "spec": {"parentRefs": [gateway.parent_ref, service], "rules": rules},
     }

@@ -4,8 +4,9 @@ scripts/toolchain provides the pinned CLI, Kubernetes provider and control plane
 or reused from its cache); scripts/local-cluster runs the control plane on loopback, as a
 cluster of the tests' own (canary-e2e), so a trial stack of scripts/try-local is never touched.
 Istio cannot be installed here (its charts cannot be downloaded), so the stack runs in
-existing-cluster mode with installIstio=false, on a cluster that has Istio's CRDs and
-the istio-system namespace, as a cluster with Istio would.
+existing-cluster mode with installIstio=false, on a cluster that has what Istio leaves:
+Istio's and the Gateway API's real CRDs (their schemas validate every object, as in a
+real cluster), the istio-system namespace and istiod's GatewayClasses.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def toolchain(command_log: CommandLog) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kubectl]:
-    """A control plane of the tests' own (not scripts/try-local's), with what Istio leaves: its CRDs and namespace."""
+    """A control plane of the tests' own (not scripts/try-local's), with what Istio leaves: CRDs, namespace, classes."""
     env = {
         **os.environ,
         **toolchain,
@@ -68,9 +69,11 @@ def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kube
     started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
     kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
     kubectl = Kubectl(kubeconfig, env, command_log)
-    footprint = run([sys.executable, "scripts/istio_crds.py"], command_log, env).stdout
+    for crds in run(["scripts/toolchain", "--print-crds"], command_log, env).stdout.split():
+        kubectl("apply", "--server-side", "-f", crds)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    footprint = run([sys.executable, "scripts/istio_footprint.py"], command_log, env).stdout
     kubectl("apply", "--server-side", "-f", "-", stdin=footprint)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app=istio-pilot")
     yield kubectl
     if started_here and not os.environ.get("CANARY_KEEP_CLUSTER"):
         run(["scripts/local-cluster", "stop"], command_log, env, check=False)

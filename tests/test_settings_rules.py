@@ -1,0 +1,159 @@
+"""Settings at their edges and across fields: the last value accepted, the first refused, who depends on whom."""
+
+from __future__ import annotations
+
+import pytest
+
+from settings import EksCluster, SettingsError, Vpc, load_settings
+from tests.harness import EXISTING_CLUSTER, DictConfig
+
+SECRET_VALUE = "0123456789abcdef"  # the shortest header value accepted
+
+
+def accepted(config: dict[str, str]) -> bool:
+    try:
+        load_settings(DictConfig(config))
+    except SettingsError:
+        return False
+    return True
+
+
+def problems(config: dict[str, str]) -> list[str]:
+    with pytest.raises(SettingsError) as error:
+        load_settings(DictConfig(config))
+    return [line[4:] for line in str(error.value).splitlines() if line.startswith("  - ")]
+
+
+@pytest.mark.parametrize(
+    ("key", "last_good", "first_bad"),
+    [
+        ("kubernetesVersion", "1.32", "1.31"),
+        ("kubernetesVersion", "1.36", "1.37"),
+        ("istioVersion", "1.28.0", "1.27.9"),
+        ("vpcCidr", "10.0.0.0/16", "10.0.0.0/15"),
+        ("vpcCidr", "10.0.0.0/20", "10.0.0.0/21"),
+        ("vpcCidr", "10.0.0.0/16", "10.0.0.1/16"),
+        ("availabilityZoneCount", "2", "1"),
+        ("availabilityZoneCount", "6", "7"),
+        ("nodeMaxCount", "450", "451"),
+        ("nodeMaxCount", "4", "0"),
+        ("stableReplicas", "100", "101"),
+        ("canaryWeight", "100", "101"),
+        ("canaryWeight", "0", "-1"),
+        ("mirrorPercent", "0", "-1"),
+        ("appName", "a" * 60, "a" * 61),
+        ("clusterName", "c" * 100, "c" * 101),
+        ("clusterName", "c-1_x", "-c"),
+        ("nodeInstanceType", "m6i.xlarge", "m6i"),
+        ("stableImage", "repo/app@sha256:" + "a" * 64, "repo/app@sha256:" + "a" * 63),
+        ("stableImage", "registry.example:5000/team/app:1.0", "repo/app:"),
+        ("canaryHeaderName", "x-canary-2", "x_canary"),
+        ("apiAccessCidrs", '["203.0.113.0/24"]', '["203.0.113.1/24"]'),
+        ("apiAccessCidrs", '["203.0.113.0/24"]', '["203.0.113.0/33"]'),
+        ("clusterAdminArns", '["arn:aws:iam::123456789012:user/ops"]', '["arn:aws:iam::12345678901:user/ops"]'),
+        ("installIstio", " TRUE ", "1"),
+    ],
+)
+def test_the_edges_of_each_setting(key: str, last_good: str, first_bad: str) -> None:
+    extra = {"canaryReplicas": "1"} if key in ("canaryWeight", "mirrorPercent") else {}
+    if key == "canaryHeaderName":
+        extra = {"canaryHeaderValue": SECRET_VALUE}
+    assert accepted({key: last_good, **extra}), last_good
+    assert not accepted({key: first_bad, **extra}), first_bad
+
+
+def test_integers_accept_signs_and_spaces_but_nothing_else() -> None:
+    assert load_settings(DictConfig({"canaryWeight": " +7 "})).app.canary_weight == 7
+    for bad in ("7.0", "1e1", "0x7", "7 %"):
+        assert not accepted({"canaryWeight": bad}), bad
+
+
+def test_node_counts_are_checked_against_each_other() -> None:
+    assert accepted({"nodeMinCount": "3", "nodeDesiredCount": "3", "nodeMaxCount": "3"})
+    assert problems({"nodeMinCount": "2", "nodeDesiredCount": "1", "nodeMaxCount": "3"}) == [
+        "nodeDesiredCount = 1: must satisfy nodeMinCount (2) <= nodeDesiredCount <= nodeMaxCount (3)"
+    ]
+
+
+def test_an_existing_vpc_needs_its_subnets_and_a_dedicated_one_none() -> None:
+    good = {
+        "vpcId": "vpc-0123abcd",
+        "publicSubnetIds": '["subnet-0000000a", "subnet-0000000b"]',
+        "privateSubnetIds": '["subnet-0000000c", "subnet-0000000d"]',
+    }
+    settings = load_settings(DictConfig(good))
+    assert isinstance(settings.cluster, EksCluster)
+    assert settings.cluster.vpc == Vpc(
+        "192.168.0.0/16",
+        2,
+        "vpc-0123abcd",
+        ("subnet-0000000a", "subnet-0000000b"),
+        ("subnet-0000000c", "subnet-0000000d"),
+    )
+    assert problems({**good, "privateSubnetIds": '["subnet-0000000c"]'}) == [
+        'privateSubnetIds = ["subnet-0000000c"]: must list at least 2 subnets in different zones when vpcId is set'
+    ]
+    assert problems({"privateSubnetIds": '["subnet-0000000c", "subnet-0000000d"]'}) == [
+        'vpcId = "": must be set when publicSubnetIds or privateSubnetIds are given'
+    ]
+    assert problems({**good, "vpcId": "subnet-0123abcd"}) == [
+        'vpcId = "subnet-0123abcd": must be a VPC ID like vpc-0123abcd, or empty to create a VPC'
+    ]
+
+
+def test_traffic_needs_pods_on_both_sides() -> None:
+    assert accepted({"canaryWeight": "0", "canaryReplicas": "0"})
+    assert accepted({"canaryWeight": "100", "stableReplicas": "0"})
+    assert problems({"canaryWeight": "1", "canaryReplicas": "0"}) == [
+        "canaryReplicas = 0: must be at least 1 while canaryWeight (1) sends it traffic"
+    ]
+    assert problems({"canaryWeight": "99", "stableReplicas": "0"}) == [
+        "stableReplicas = 0: must be at least 1 while canaryWeight (99) leaves it traffic"
+    ]
+    assert problems({"mirrorPercent": "1", "canaryReplicas": "0"}) == [
+        "canaryReplicas = 0: must be at least 1 while canaryHeaderName or mirrorPercent send it requests"
+    ]
+    assert problems({"canaryHeaderName": "x-canary", "canaryHeaderValue": SECRET_VALUE, "canaryReplicas": "0"}) == [
+        "canaryReplicas = 0: must be at least 1 while canaryHeaderName or mirrorPercent send it requests"
+    ]
+
+
+def test_the_header_route_is_off_without_a_name_and_needs_a_long_value_with_one() -> None:
+    assert load_settings(DictConfig({"canaryHeaderValue": "ignored"})).app.canary_header is None
+    header = load_settings(DictConfig({"canaryHeaderName": "x-canary", "canaryHeaderValue": f" {SECRET_VALUE} "}))
+    assert header.app.canary_header == ("x-canary", SECRET_VALUE)
+    assert not accepted({"canaryHeaderName": "x-canary", "canaryHeaderValue": SECRET_VALUE[:-1]})
+
+
+def test_the_longest_version_label_sets_the_room_for_the_app_name() -> None:
+    long_label = "v" + "1" * 20
+    assert accepted({"appName": "a" * 41, "canaryVersion": long_label})
+    assert problems({"appName": "a" * 42, "canaryVersion": long_label}) == [
+        f"appName = \"{'a' * 42}\": must leave room for '-<version>' within 63 characters (41 here)"
+    ]
+
+
+def test_versions_must_differ_and_dashboards_need_prometheus() -> None:
+    assert problems({"canaryVersion": "v1"}) == ['canaryVersion = "v1": must differ from stableVersion']
+    assert problems({"prometheus": "false", "kiali": "false"}) == [
+        "grafana = true: needs prometheus = true (it shows Prometheus' metrics); turn it off or turn prometheus on"
+    ]
+    assert accepted({"prometheus": "true", "grafana": "false", "kiali": "false"})
+
+
+def test_existing_mode_ignores_eks_settings_and_eks_mode_refuses_a_kubeconfig() -> None:
+    assert accepted({**EXISTING_CLUSTER, "nodeInstanceType": "not a type", "vpcCidr": "nope"})
+    assert problems({"kubeconfig": "/tmp/k"}) == [
+        'kubeconfig = "/tmp/k": is only used with clusterMode existing; set clusterMode to existing or unset it'
+    ]
+
+
+def test_the_error_names_every_problem_once_and_how_to_fix_it() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(DictConfig({"canaryWeight": "ten", "nodeGroupName": "-bad"}))
+    assert str(error.value) == (
+        "invalid stack configuration (nothing was changed):\n"
+        "  - nodeGroupName = \"-bad\": must be 1-63 letters, digits, '-' or '_', starting with a letter or digit\n"
+        '  - canaryWeight = "ten": must be an integer from 0 to 100\n'
+        "Fix with `pulumi config set <key> <value>`; see Pulumi.yaml for every setting."
+    )
