@@ -35,9 +35,9 @@ POD_SPEC_PATHS = {
 NAMESPACE_TYPES = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 INGRESS_GATEWAY_CHART = "gateway"
 INGRESS_GATEWAY_SERVICE = "istio-ingressgateway"
-# The cluster pulumi-eks creates inside its `eks:index:Cluster` component: a policy pack is
-# given custom resources only, never components (tests/e2e/test_policy_engine.py).
-EKS_CLUSTER = "aws:eks/cluster:Cluster"
+# pulumi-eks's component, with the inputs the program gives it: the engine gives a policy
+# pack components as well as custom resources (tests/e2e/test_policy_engine.py).
+EKS_CLUSTER = "eks:index:Cluster"
 REQUIRED_LOG_TYPES = {"api", "audit", "authenticator"}
 WORLD = "0.0.0.0/0"
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
@@ -303,10 +303,9 @@ def validate_eks_control_plane(args: ResourceValidationArgs, report_violation: R
             "(enabled_cluster_log_types in infra/cluster.py).",
             None,
         )
-    endpoint = args.props.get("vpcConfig") or {}
-    public = endpoint.get("endpointPublicAccess", True)  # the AWS default
-    cidrs = endpoint.get("publicAccessCidrs") or [WORLD]
-    tags = args.props.get("tags") or {}
+    public = args.props.get("endpointPublicAccess", True)
+    cidrs = args.props.get("publicAccessCidrs") or [WORLD]
+    tags = args.props.get("clusterTags") or {}
     if public and WORLD in cidrs and tags.get(PUBLIC_ENDPOINT_TAG) != PUBLIC_ENDPOINT_EXPLICIT:
         report_violation(
             "The EKS API endpoint is open to the whole internet. Set apiAccessCidrs to your networks "

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from settings import SettingsError, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program
 
 GATEWAY_API = {"trafficApi": "gateway-api"}
 K8S_GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -21,12 +21,12 @@ HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 SERVICE = "kubernetes:core/v1:Service"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({**GATEWAY_API, "canaryWeight": "10"})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def header_and_mirror_run() -> ProgramRun:
     return run_program(
         {

@@ -8,14 +8,22 @@ import pytest
 
 from infra.network import subnet_cidrs
 from settings import declared_settings
-from tests.harness import EKS_CREATED_SECURITY_GROUP, EXISTING_CLUSTER, ZONES, ProgramRun, is_secret, run_program
+from tests.harness import (
+    EKS_CREATED_SECURITY_GROUP,
+    EXISTING_CLUSTER,
+    ZONES,
+    ProgramRun,
+    is_secret,
+    program_scope,
+    run_program,
+)
 
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
@@ -177,13 +185,13 @@ def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_
 
 
 def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
-    from capacity import plan_capacity
+    from capacity.plan import plan_capacity
     from settings import load_settings
-    from tests.harness import DictConfig
+    from tests.harness import DictConfig, describe
 
     run = run_program({"vpcCniPrefixDelegation": "true"})
     assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
-    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
+    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})), describe("t3a.medium"))
     assert plan is not None and plan.node.max_pods == 110
 
 
@@ -271,9 +279,9 @@ def test_the_eks_cluster_inputs_in_full() -> None:
 def test_the_world_open_endpoint_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
     monkeypatch.setattr("infra.cluster.pulumi.log.warn", lambda message, *args, **kwargs: said.append(message))
-    run_program({"apiAccessCidrs": '["10.0.0.0/8"]'})
+    run_program({"apiAccessCidrs": '["203.0.113.0/24"]'})
     assert not any("apiAccessCidrs" in message for message in said)
-    run_program({"apiAccessCidrs": '["10.0.0.0/8", "0.0.0.0/0"]'})
+    run_program({"apiAccessCidrs": '["203.0.113.0/24", "0.0.0.0/0"]'})
     assert "apiAccessCidrs includes 0.0.0.0/0: the EKS API endpoint is reachable from anywhere" in said
 
 
@@ -376,3 +384,24 @@ def test_existing_cluster_defaults_are_kubectls() -> None:
     cluster = run.module["cluster"]
     assert run.output(cluster.kubeconfig) == "$KUBECONFIG or ~/.kube/config" and is_secret(cluster.kubeconfig)
     assert cluster.schedulable == []
+
+
+@pytest.mark.parametrize("config", [{}, EXISTING_CLUSTER], ids=["eks", "existing"])
+def test_every_resource_is_a_child_of_its_layers_component(config: dict[str, str]) -> None:
+    run = run_program(config)
+    components = {r.type: r.urn for r in run.resources if r.type.startswith("canary:")}
+    assert components.keys() == {"canary:infra:Cluster", "canary:mesh:Mesh", "canary:workloads:CanaryApp"}
+    assert all("::pulumi:pulumi:Stack::" in run.by_urn(urn).parent for urn in components.values())
+    layer = {
+        "aws:": "canary:infra:Cluster",
+        "eks:": "canary:infra:Cluster",
+        "pulumi:providers:": "canary:infra:Cluster",
+    }
+    for resource in run.resources:
+        if resource.type.startswith("canary:"):
+            continue
+        expected = next((c for prefix, c in layer.items() if resource.type.startswith(prefix)), None)
+        if expected is not None:
+            assert resource.parent == components[expected], resource.name
+        else:
+            assert resource.parent in components.values(), resource.name

@@ -16,7 +16,7 @@ from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.security import v1 as istio_security
 
 from settings import load_settings
-from tests.harness import DictConfig, ProgramRun, run_program
+from tests.harness import DictConfig, ProgramRun, program_scope, run_program
 
 KUBERNETES_VERSION = load_settings(DictConfig()).cluster.kubernetes_version  # type: ignore[union-attr]
 ISTIO_MODELS: dict[str, Any] = {
@@ -28,7 +28,7 @@ ISTIO_MODELS: dict[str, Any] = {
 PATCH_OF = {"NamespacePatch": "Namespace"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def run() -> ProgramRun:
     return run_program(
         {
@@ -41,12 +41,12 @@ def run() -> ProgramRun:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def default_namespace_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def gateway_api_run() -> ProgramRun:
     """Gateway API objects are checked by their real CRDs in the end-to-end tier; its Services here."""
     return run_program({"canaryWeight": "10", "trafficApi": "gateway-api"})

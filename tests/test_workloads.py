@@ -9,13 +9,13 @@ import pytest
 from mesh import gateway
 from mesh.gateway import ingress_gateway
 from settings import load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program
 from workloads import manifests
 
 ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=program_scope)
 def eks_run() -> ProgramRun:
     return run_program({"canaryWeight": "10"})
 
