@@ -101,8 +101,8 @@ class MeshSettings:
         With sidecars the server-side sidecar of each pod reports them (reporter="destination"). In
         ambient mode pods have no proxy: ztunnel reports TCP metrics only, and the L7 series come from
         the waypoint, whose stats filter istiod sets to Reporter SERVER_GATEWAY (pilot/pkg/model/telemetry.go
-        in istio.io/istio), exported as reporter="waypoint" with the same destination_workload and
-        destination_workload_namespace labels (tests/integration/ambient/baseline_test.go, buildQuery).
+        in istio.io/istio), exported as reporter="waypoint" with the same destination_workload(_namespace),
+        destination_app and destination_version labels (tests/integration/ambient/baseline_test.go).
         """
         return "waypoint" if self.dataplane_mode == "ambient" else "destination"
 
