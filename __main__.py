@@ -2,7 +2,7 @@
 
 import pulumi
 
-from capacity import check_capacity
+from capacity.preflight import check_capacity
 from infra import Cluster, ClusterArgs
 from mesh import Mesh, MeshArgs
 from mesh.access import curl_loop

@@ -1,34 +1,9 @@
-"""Capacity preflight of the EKS node group; see capacity.preflight."""
+"""Capacity preflight of the EKS node group; see capacity.preflight.
 
-from capacity.nodes import (
-    INSTANCE_TYPES,
-    InstanceType,
-    NodeCapacity,
-    Requests,
-    max_pods,
-    mebibytes,
-    millicores,
-    node_capacity,
-    reserved_cpu_m,
-    reserved_memory_mib,
-)
-from capacity.plan import REQUESTS, CapacityPlan, Item, plan_capacity
-from capacity.preflight import check_capacity
+The package itself exports only the vocabulary the layers declare their footprints in
+(capacity.footprint): the layers import it, and capacity.plan imports the layers.
+"""
 
-__all__ = [
-    "INSTANCE_TYPES",
-    "REQUESTS",
-    "CapacityPlan",
-    "InstanceType",
-    "Item",
-    "NodeCapacity",
-    "Requests",
-    "check_capacity",
-    "max_pods",
-    "mebibytes",
-    "millicores",
-    "node_capacity",
-    "plan_capacity",
-    "reserved_cpu_m",
-    "reserved_memory_mib",
-]
+from capacity.footprint import NO_REQUESTS, Footprint, Requests, mebibytes, millicores, requests_of
+
+__all__ = ["NO_REQUESTS", "Footprint", "Requests", "mebibytes", "millicores", "requests_of"]

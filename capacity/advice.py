@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from capacity.nodes import INSTANCE_TYPES, NO_REQUESTS, Requests, family_of, size_key
-from capacity.plan import ADDONS, HEADROOM_WARNING, MAX_NODES, NEEDS_PROMETHEUS, CapacityPlan, Item, plan_for
+from capacity.footprint import NO_REQUESTS, Footprint, Requests
+from capacity.nodes import SUGGESTIONS, family_of, size_key
+from capacity.plan import ADDONS, HEADROOM_WARNING, MAX_NODES, NEEDS_PROMETHEUS, CapacityPlan, plan_for
 from settings import NodeGroup
 
 
 def nodes_needed(plan: CapacityPlan, start: int = 1) -> int | None:
     """The fewest nodes (from `start`) of the plan's instance type that hold it, or None."""
     for count in range(start, MAX_NODES + 1):
-        candidate = plan_for(plan.node.instance_type, count, plan.prefix_delegation, plan.items)
+        candidate = plan_for(plan.instance, count, plan.prefix_delegation, plan.items)
         if candidate.too_big_for_a_node:
             return None
         if candidate.fits:
@@ -29,7 +30,7 @@ def _short_text(shortfall: dict[str, int]) -> str:
 
 
 def _item_lines(plan: CapacityPlan) -> list[str]:
-    def share(item: Item) -> float:
+    def share(item: Footprint) -> float:
         return max(
             item.requests.cpu_m / max(plan.needed.cpu_m, 1), item.requests.memory_mib / max(plan.needed.memory_mib, 1)
         )
@@ -65,10 +66,12 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
             + _min_count_note(group, needed)
         )
 
+    # Only types of the same architecture: the images that run now are known to run there.
     fitting = [
-        name
-        for name in sorted(INSTANCE_TYPES, key=size_key)
-        if plan_for(name, plan.node_count, plan.prefix_delegation, plan.items).fits
+        spec.name
+        for spec in sorted(SUGGESTIONS.values(), key=size_key)
+        if spec.architecture == plan.instance.architecture
+        and plan_for(spec, plan.node_count, plan.prefix_delegation, plan.items).fits
     ]
     family = [name for name in fitting if family_of(name) == family_of(node.instance_type)]
     if fitting:
@@ -79,10 +82,13 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
             f"that holds it on {plan.node_count} node{'s' if plan.node_count != 1 else ''}{smallest})"
         )
     else:
-        fixes.append(f"  - no instance type in the table holds it on {plan.node_count} node(s): add nodes too")
+        fixes.append(
+            f"  - no {plan.instance.architecture} instance type in the table holds it on {plan.node_count} node(s): "
+            "add nodes too"
+        )
 
     if "pods" in plan.shortfall and not plan.prefix_delegation:
-        delegated = plan_for(node.instance_type, plan.node_count, True, plan.items)
+        delegated = plan_for(plan.instance, plan.node_count, True, plan.items)
         outcome = (
             "enough on its own"
             if delegated.fits
@@ -103,7 +109,7 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
         off = {addon, *(enabled & set(NEEDS_PROMETHEUS))} if addon == "prometheus" else {addon}
         kept = [item for item in plan.items if item.setting not in off]
         freed = [item for item in plan.items if item.setting in off]
-        without = plan_for(node.instance_type, plan.node_count, plan.prefix_delegation, kept)
+        without = plan_for(plan.instance, plan.node_count, plan.prefix_delegation, kept)
         others = sorted(off - {addon})
         also = f" (and {' and '.join(others)}, which need it)" if others else ""
         fixes.append(
@@ -154,7 +160,7 @@ def warning(group: NodeGroup, plan: CapacityPlan, tight: dict[str, float]) -> st
         (
             count
             for count in range(plan.node_count + 1, MAX_NODES + 1)
-            if min(plan_for(plan.node.instance_type, count, plan.prefix_delegation, plan.items).headroom.values())
+            if min(plan_for(plan.instance, count, plan.prefix_delegation, plan.items).headroom.values())
             >= HEADROOM_WARNING
         ),
         None,

@@ -152,7 +152,8 @@ def validate_http_route_split(args: ResourceValidationArgs, report_violation: Re
                 "Set canaryWeight (0-100); the stable version gets the rest.",
                 None,
             )
-        chosen_by_request = bool(rule.get("matches"))  # e.g. a header route for testers: not a share of traffic
+        # A header route for testers is not a share of traffic (every rule matches path prefix / once stored).
+        chosen_by_request = any(match.get("headers") for match in rule.get("matches") or [])
         for backend, share in zip(backends, shares, strict=True):
             is_canary = stable is not None and backend.get("name") != stable
             promotion = share == 100 and allow_promotion

@@ -90,8 +90,9 @@ def _served_by_http_route(route: Mapping[str, Any]) -> Served:
     prefix = f"{_route_app(route)}-"
     header, split, mirror = None, {}, 0
     for rule in _get(route, "spec", "rules") or []:
-        if rule.get("matches"):
-            header = _get(rule, "matches", 0, "headers", 0, "name")
+        # The API server gives every rule a match (path prefix /): the header route is the one matching headers.
+        if headers := [h for m in rule.get("matches") or [] for h in m.get("headers") or []]:
+            header = headers[0].get("name")
             continue
         backends = rule.get("backendRefs") or []
         implicit = 100 if len(backends) == 1 else 0  # the Gateway API's default weight 1: a lone backend gets all

@@ -51,6 +51,9 @@ class StackConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(f"{self.project}:{key}")
 
+    def keys(self) -> list[str]:
+        return [key.split(":", 1)[1] for key in self.values if key.startswith(f"{self.project}:")]
+
 
 def reconciliations(
     project: str,
@@ -70,7 +73,14 @@ def reconciliations(
 
 
 def _diagnostics(output: str, limit: int = 4000) -> str:
-    """The engine's diagnostics of a failed update (the part that says why), else the end of its output."""
+    """Why an update failed: the policy violations and the engine's `error:` lines (a refused step also
+    stops the program, whose Python traceback would bury them); else the diagnostics, else the output's end."""
+    reasons = []
+    if (policies := output.find("Policies:")) >= 0:
+        reasons.append(output[policies:].split("\n\n", 1)[0])
+    reasons += [line.strip() for line in output.splitlines() if line.strip().startswith("error:")]
+    if reasons:
+        return "\n".join(reasons)[:limit]
     start = output.find("Diagnostics:")
     return output[start : start + limit] if start >= 0 else output[-limit:]
 
@@ -111,8 +121,8 @@ class PulumiStack:
         before = self._config()
         self._validated(before, changes)
         start = time.monotonic()
-        self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in changes.items()})
         try:
+            self._stack.set_all_config({key: auto.ConfigValue(value) for key, value in changes.items()})
             code, output = self._up(message)
         except KeyboardInterrupt:
             raise UpdateInterrupted(self._reconcile(before, changes, "the update was cancelled")) from None

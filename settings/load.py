@@ -9,15 +9,17 @@ resource is registered.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pulumi
 import yaml
 
 from settings.model import (
@@ -27,6 +29,7 @@ from settings.model import (
     ConfigSource,
     EksCluster,
     ExistingCluster,
+    ListedConfigSource,
     MeshSettings,
     NodeGroup,
     Settings,
@@ -40,21 +43,32 @@ SUPPORTED_KUBERNETES_MINORS = range(32, 37)  # Istio 1.31 supports Kubernetes 1.
 OLDEST_ISTIO_MINOR = 28  # Older istiod fights server-side apply over its webhook (pulumi-kubernetes#2210).
 MAX_REPLICAS = 100
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Every pattern spells its characters out: `\d` and `\w` also match other scripts' digits and letters.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1123 label: namespaces, label values
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Service names must start with a letter
+RESERVED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "istio-system")
 # registry/path[:tag][@digest]; a tag or a digest is required so every rollout is pinned.
 IMAGE_REFERENCE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-HEADER_NAME = re.compile(r"^([a-z0-9][a-z0-9-]*)?$")
+# Istio's form of an HTTP header name (an RFC 9110 token): lowercase, with '-' as the separator.
+HEADER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+HEADER_VALUE = re.compile(r"^[!-~]([ -~]*[!-~])?$")  # visible ASCII, inner spaces; HTTP trims the ends
+IGNORED_HEADERS = ("uri", "scheme", "method", "authority")  # Istio ignores header matches on these
+MAX_HEADER_LENGTH = 256  # ours: far above any real canary header, far below Envoy's 60 KiB header block
 MIN_HEADER_VALUE = 16
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+NODE_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # EKS CreateNodegroup's rule
 AWS_ID = re.compile(r"^(vpc|subnet)-[0-9a-f]{8,17}$")
-IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
-SEMVER = re.compile(r"^1\.(\d+)\.(\d+)$")
-KUBERNETES_VERSION = re.compile(r"^1\.(\d+)$")
-CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9_+=,.@/-]+$")
+SEMVER = re.compile(r"^1\.([0-9]+)\.([0-9]+)$")
+KUBERNETES_VERSION = re.compile(r"^1\.([0-9]+)$")
+CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+MAX_PUBLIC_ACCESS_CIDRS = 40  # EKS quota: public endpoint access CIDR ranges per cluster
+MAX_LIST_ITEMS = 100
+MAX_SHOWN = 200  # characters of a bad value repeated in the message
 
 
 @cache
@@ -74,6 +88,8 @@ class _Reader:
     def __init__(self, source: ConfigSource) -> None:
         self._source = source
         self.problems: list[str] = []
+        self.refused: set[str] = set()
+        """Keys already reported, so rules that build on them stay quiet."""
         self.keys_read: list[str] = []
 
     def differs_from_default(self, key: str) -> bool:
@@ -82,7 +98,7 @@ class _Reader:
             return value is not None and value.strip() != default
         try:
             return bool(json.loads(value) != default)  # numbers, booleans, lists
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a deeply nested array
             return True
 
     def _raw(self, key: str) -> str:
@@ -95,13 +111,17 @@ class _Reader:
         return value
 
     def fail(self, key: str, value: object, allowed: str) -> None:
-        self.problems.append(f"{key} = {json.dumps(value)}: {allowed}")
+        shown = json.dumps(value)
+        if len(shown) > MAX_SHOWN:
+            shown = f"{shown[:MAX_SHOWN]}... ({len(shown)} characters)"
+        self.problems.append(f"{key} = {shown}: {allowed}")
+        self.refused.add(key)
 
     def checked(self, key: str, parse: Callable[[str], T | None], allowed: str, fallback: T) -> T:
         raw = self._raw(key)
         try:
             parsed = parse(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # json.loads of a deeply nested array raises RecursionError
             parsed = None
         if parsed is None:
             self.fail(key, raw, allowed)
@@ -111,7 +131,7 @@ class _Reader:
     def integer(self, key: str, low: int, high: int) -> int:
         def parse(raw: str) -> int | None:
             text = raw.strip()
-            if not re.fullmatch(r"[+-]?\d+", text):
+            if not re.fullmatch(r"[+-]?[0-9]+", text):  # int() alone also takes other scripts' digits
                 return None
             number = int(text)
             return number if low <= number <= high else None
@@ -135,12 +155,18 @@ class _Reader:
 
     def string_list(self, key: str, pattern: re.Pattern[str], allowed: str) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...] | None:
-            values = json.loads(raw)
-            if not isinstance(values, list) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in values):
-                return None
-            return tuple(values)
+            values = _json_strings(raw)
+            return values if values is not None and all(pattern.fullmatch(v) for v in values) else None
 
-        return self.checked(key, parse, f"must be a list of {allowed}", ())
+        return self.checked(key, parse, f"must be a list of at most {MAX_LIST_ITEMS} {allowed}", ())
+
+
+def _json_strings(raw: str, most: int = MAX_LIST_ITEMS) -> tuple[str, ...] | None:
+    """A JSON array of at most `most` strings, or None."""
+    values = json.loads(raw)
+    if not isinstance(values, list) or len(values) > most or not all(isinstance(v, str) for v in values):
+        return None
+    return tuple(values)
 
 
 def _kubernetes_version(raw: str) -> str | None:
@@ -166,12 +192,46 @@ def _vpc_cidr(raw: str) -> str | None:
 
 
 def _cidr_list(raw: str) -> tuple[str, ...] | None:
-    values = json.loads(raw)
-    if not isinstance(values, list) or not all(isinstance(v, str) and CIDR.fullmatch(v) for v in values):
+    values = _json_strings(raw, most=MAX_PUBLIC_ACCESS_CIDRS)
+    if values is None or not all(CIDR.fullmatch(v) for v in values):
         return None
     for value in values:
         ipaddress.ip_network(value, strict=True)  # ValueError: host bits set or out of range
-    return tuple(values)
+    return values
+
+
+# Ranges no internet client comes from: private (RFC 1918), shared (RFC 6598), loopback, link-local,
+# "this network", multicast and reserved. EKS's public endpoint refuses private ranges.
+NOT_PUBLIC = tuple(
+    ipaddress.IPv4Network(cidr)
+    for cidr in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+    )
+)  # fmt: skip
+
+
+def _read_api_access(read: _Reader) -> tuple[str, ...]:
+    key = "apiAccessCidrs"
+    cidrs: tuple[str, ...] = read.checked(
+        key,
+        _cidr_list,
+        f"must be a list of at most {MAX_PUBLIC_ACCESS_CIDRS} IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)",
+        (),
+    )
+    networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
+    repeated = sorted({str(network) for network in networks if networks.count(network) > 1})
+    if repeated:
+        read.fail(key, list(cidrs), f"lists {', '.join(repeated)} more than once")
+    private = [str(network) for network in networks if any(network.subnet_of(block) for block in NOT_PUBLIC)]
+    if private:
+        read.fail(
+            key,
+            list(cidrs),
+            f"{', '.join(private)} not public: EKS's public endpoint takes only internet addresses "
+            "(inside the VPC the private endpoint, always on, is used)",
+        )
+    return cidrs
 
 
 def _read_vpc(read: _Reader) -> Vpc:
@@ -188,14 +248,18 @@ def _read_vpc(read: _Reader) -> Vpc:
         read.fail("vpcId", vpc_id, "must be a VPC ID like vpc-0123abcd, or empty to create a VPC")
     else:
         for key, subnets in (("publicSubnetIds", public), ("privateSubnetIds", private)):
-            if len(subnets) < 2:
+            if len(subnets) < 2 and key not in read.refused:
                 read.fail(key, list(subnets), "must list at least 2 subnets in different zones when vpcId is set")
     return Vpc(cidr, zone_count, vpc_id, public, private)
 
 
 def _read_node_group(read: _Reader) -> NodeGroup:
     group = NodeGroup(
-        name=read.matching("nodeGroupName", DNS_LABEL, "must be lowercase letters, digits and '-'"),
+        name=read.matching(
+            "nodeGroupName",
+            NODE_GROUP_NAME,
+            "must be 1-63 letters, digits, '-' or '_', starting with a letter or digit",
+        ),
         instance_type=read.matching("nodeInstanceType", INSTANCE_TYPE, "must be an EC2 instance type like t3a.medium"),
         desired_count=read.integer("nodeDesiredCount", 0, 450),
         min_count=read.integer("nodeMinCount", 0, 450),
@@ -252,9 +316,7 @@ def _read_cluster(read: _Reader) -> EksCluster | ExistingCluster:
         node_group=_read_node_group(read),
         **_read_access(read),
         prefix_delegation=read.boolean("vpcCniPrefixDelegation"),
-        api_access_cidrs=read.checked(
-            "apiAccessCidrs", _cidr_list, "must be a list of IPv4 CIDRs a.b.c.d/n (0.0.0.0/0 is the world)", ()
-        ),
+        api_access_cidrs=_read_api_access(read),
     )
 
 
@@ -315,7 +377,11 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
 
 def _read_version(read: _Reader, role: str) -> AppVersion:
     return AppVersion(
-        label=read.matching(f"{role}Version", DNS_LABEL, "must be lowercase letters, digits and '-', e.g. v2"),
+        label=read.matching(
+            f"{role}Version",
+            DNS_LABEL,
+            "must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit, e.g. v2",
+        ),
         image=read.checked(
             f"{role}Image",
             _image,
@@ -326,11 +392,24 @@ def _read_version(read: _Reader, role: str) -> AppVersion:
     )
 
 
+def _header_name(raw: str) -> str | None:
+    if not raw:
+        return raw  # off
+    if len(raw) > MAX_HEADER_LENGTH or not HEADER_NAME.fullmatch(raw) or raw in IGNORED_HEADERS:
+        return None
+    return raw
+
+
 def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
-    name = read.matching(
-        "canaryHeaderName", HEADER_NAME, "must be empty (off) or a lowercase HTTP header name like x-canary"
+    name = read.checked(
+        "canaryHeaderName",
+        _header_name,
+        f"must be empty (off) or a lowercase HTTP header name of at most {MAX_HEADER_LENGTH} characters as Istio "
+        f"matches them: letters and digits with '-' between, like x-canary; not {', '.join(IGNORED_HEADERS)} "
+        "(Istio ignores matches on them)",
+        "",
     )
-    value = read.text("canaryHeaderValue")
+    value = read.text("canaryHeaderValue")  # spaces at either end are dropped, as HTTP drops them
     if not name:
         return None
     if len(value) < MIN_HEADER_VALUE:  # no default: a guessable value would let anyone reach the canary
@@ -340,13 +419,31 @@ def _read_canary_header(read: _Reader) -> tuple[str, str] | None:
             f"must be at least {MIN_HEADER_VALUE} characters while canaryHeaderName is {name}, "
             "a value nobody guesses (e.g. `openssl rand -hex 8`)",
         )
+    elif len(value) > MAX_HEADER_LENGTH or not HEADER_VALUE.fullmatch(value):
+        read.fail(
+            "canaryHeaderValue",
+            value,
+            f"must be at most {MAX_HEADER_LENGTH} printable ASCII characters (no tabs or other control characters, "
+            "nothing beyond ASCII)",
+        )
     return name, value
 
 
 def _read_app(read: _Reader) -> AppSettings:
     app = AppSettings(
-        name=read.matching("appName", DNS_LABEL, "must be lowercase letters, digits and '-' (a DNS label)"),
-        namespace=read.matching("appNamespace", DNS_LABEL, "must be a namespace name (a DNS label)"),
+        name=read.matching(
+            "appName",
+            DNS_1035_LABEL,
+            "must be a Service name (DNS-1035 label): 1-63 lowercase letters, digits and '-', starting with a letter "
+            "and ending with a letter or digit",
+        ),
+        namespace=read.checked(
+            "appNamespace",
+            lambda raw: raw if DNS_LABEL.fullmatch(raw) and raw not in RESERVED_NAMESPACES else None,
+            "must be a namespace name (DNS label: 1-63 lowercase letters, digits and '-') other than "
+            f"{', '.join(RESERVED_NAMESPACES)}, which belong to Kubernetes and Istio",
+            "",
+        ),
         stable=_read_version(read, "stable"),
         canary=_read_version(read, "canary"),
         canary_weight=read.integer("canaryWeight", 0, 100),
@@ -369,9 +466,31 @@ def _read_app(read: _Reader) -> AppSettings:
     return app
 
 
+def _keys_set(source: ConfigSource) -> Iterable[str]:
+    """The keys the stack sets in the project's namespace, where the source can tell."""
+    if isinstance(source, pulumi.Config):
+        prefix = f"{source.name}:"
+        every = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}
+        return [key.removeprefix(prefix) for key in every if key.startswith(prefix)]
+    return source.keys() if isinstance(source, ListedConfigSource) else ()
+
+
+def _refuse_undeclared(read: _Reader, keys: Iterable[str]) -> None:
+    """A mistyped key (`canaryWieght`) would be ignored while the stack keeps the old value."""
+    declared = declared_settings()
+    for key in sorted(set(keys) - declared.keys()):
+        close = difflib.get_close_matches(key, declared, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        read.problems.append(
+            f"{key}: not a setting of this program ({hint}every setting is declared in Pulumi.yaml); "
+            f"remove it with `pulumi config rm {key}`"
+        )
+
+
 def load_settings(source: ConfigSource) -> Settings:
     """Read and validate every setting; raise one SettingsError listing every problem."""
     read = _Reader(source)
+    _refuse_undeclared(read, _keys_set(source))
     cluster = _read_cluster(read)
     app = _read_app(read)
     mesh = _read_mesh(read, app.namespace, app.name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import pulumi
 
@@ -22,6 +23,13 @@ class ConfigSource(Protocol):
     """What settings need from `pulumi.Config`: the raw string of a key, or None."""
 
     def get(self, key: str) -> str | None: ...
+
+
+@runtime_checkable
+class ListedConfigSource(ConfigSource, Protocol):
+    """A ConfigSource that also lists the keys set in the project's namespace, so typos are caught."""
+
+    def keys(self) -> Iterable[str]: ...
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,75 @@ from typing import Any, Literal, TypeVar
 import pulumi
 from google.protobuf import json_format
 
+from capacity.aws import instance_type_from_aws
+from capacity.nodes import InstanceType
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "canary"
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
 LOAD_BALANCER_HOST = "canary-nlb.elb.example.test"
 EKS_CREATED_SECURITY_GROUP = "sg-0eks0created0"
+
+
+# EC2 instance types as `aws ec2 describe-instance-types` reports them: DefaultVCpus,
+# MemoryInfo.SizeInMiB, NetworkInfo.MaximumNetworkInterfaces (on network card 0 unless NETWORK_CARDS says),
+# NetworkInfo.Ipv4AddressesPerInterface, ProcessorInfo.SupportedArchitectures, Hypervisor.
+# The mocked getInstanceType invoke answers from this; any other type is unknown to AWS.
+EC2_INSTANCE_TYPES: dict[str, tuple[int, int, int, int, tuple[str, ...], str]] = {
+    "t3.nano": (2, 512, 2, 2, ("x86_64",), "nitro"),
+    "t3.small": (2, 2048, 3, 4, ("x86_64",), "nitro"),
+    "t3a.small": (2, 2048, 2, 4, ("x86_64",), "nitro"),
+    "t3a.medium": (2, 4096, 3, 6, ("x86_64",), "nitro"),
+    "t3a.xlarge": (4, 16384, 4, 15, ("x86_64",), "nitro"),
+    "t4g.small": (2, 2048, 3, 4, ("arm64",), "nitro"),
+    "t4g.medium": (2, 4096, 3, 6, ("arm64",), "nitro"),
+    "t2.medium": (2, 4096, 3, 6, ("i386", "x86_64"), "xen"),
+    "m4.large": (2, 8192, 2, 10, ("x86_64",), "xen"),
+    "m5.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m5.4xlarge": (16, 65536, 8, 30, ("x86_64",), "nitro"),
+    "m5.8xlarge": (32, 131072, 8, 30, ("x86_64",), "nitro"),
+    "m6a.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7i.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7i-flex.large": (2, 8192, 3, 10, ("x86_64",), "nitro"),
+    "m7g.large": (2, 8192, 3, 10, ("arm64",), "nitro"),
+    "c6g.large": (2, 4096, 3, 10, ("arm64",), "nitro"),
+    "c7i.xlarge": (4, 8192, 4, 15, ("x86_64",), "nitro"),
+    "c5.9xlarge": (36, 73728, 8, 30, ("x86_64",), "nitro"),
+    "r6i.large": (2, 16384, 3, 10, ("x86_64",), "nitro"),
+    "r7g.xlarge": (4, 32768, 4, 15, ("arm64",), "nitro"),
+    "c6in.32xlarge": (128, 262144, 16, 50, ("x86_64",), "nitro"),
+}
+NETWORK_CARDS = {"c6in.32xlarge": (8, 8)}
+"""Interfaces per network card where a type has more than one; pods get those of card 0, the default."""
+
+
+def unknown_instance_type(name: str) -> str:
+    """What the AWS provider says when DescribeInstanceTypes does not know a type."""
+    return (
+        f"reading EC2 Instance Type ({name}): operation error EC2: DescribeInstanceTypes, https response error "
+        f"StatusCode: 400, api error InvalidInstanceType: The following supplied instance types do not exist: [{name}]"
+    )
+
+
+def describe_instance_type(name: str) -> dict[str, Any] | None:
+    """The getInstanceType invoke's result (the provider's camelCase), or None for a type AWS does not know."""
+    if name not in EC2_INSTANCE_TYPES:
+        return None
+    vcpus, memory, enis, ips, architectures, hypervisor = EC2_INSTANCE_TYPES[name]
+    return {
+        "instanceType": name,
+        "defaultVcpus": vcpus,
+        "memorySize": memory,
+        "maximumNetworkInterfaces": enis,
+        "maximumIpv4AddressesPerInterface": ips,
+        "defaultNetworkCardIndex": 0,
+        "networkCards": [
+            {"index": index, "maximumInterfaces": interfaces}
+            for index, interfaces in enumerate(NETWORK_CARDS.get(name, (enis,)))
+        ],
+        "supportedArchitectures": list(architectures),
+        "hypervisor": hypervisor,
+    }
 
 
 # --- The Pulumi SDK's private internals: this adapter is the only place that touches them ----
@@ -267,6 +331,11 @@ class CloudMocks(pulumi.runtime.Mocks):
         self.run.invokes.append(args.token)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}, []
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            facts = describe_instance_type(args.args["instanceType"])
+            if facts is None:  # the engine reports the provider's error as the invoke's failure
+                return {}, [("instanceType", unknown_instance_type(args.args["instanceType"]))]
+            return facts, []
         if args.token == "aws:eks/getCluster:getCluster":
             return {"name": args.args["name"], "vpcConfig": {"clusterSecurityGroupId": EKS_CREATED_SECURITY_GROUP}}, []
         return {}, []
@@ -305,5 +374,15 @@ class DictConfig:
     def get(self, key: str) -> str | None:
         return self.values.get(key)
 
+    def keys(self) -> list[str]:
+        return list(self.values)
+
 
 EXISTING_CLUSTER = {"clusterMode": "existing", "kubeconfig": "/tmp/kubeconfig.yaml", "kubeContext": "kind-canary"}
+
+
+def describe(name: str) -> InstanceType:
+    """The program's own AWS lookup (capacity.aws), answered by the mocked DescribeInstanceTypes."""
+    mocks = CloudMocks(ProgramRun())
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False)
+    return instance_type_from_aws(name)

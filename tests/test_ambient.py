@@ -11,12 +11,21 @@ from typing import Any
 
 import pytest
 
-import capacity
+from capacity import Requests
+from capacity.plan import CapacityPlan, plan_capacity
 from mesh.canary_dashboard import queries
 from rollout.checks import builtin_checks
 from rollout.runner import canary_target
 from settings import SettingsError, declared_settings, load_settings
-from tests.harness import EXISTING_CLUSTER, PROJECT_DIR, DictConfig, ProgramRun, program_scope, run_program
+from tests.harness import (
+    EXISTING_CLUSTER,
+    PROJECT_DIR,
+    DictConfig,
+    ProgramRun,
+    describe,
+    program_scope,
+    run_program,
+)
 from tests.test_policy import pack_violations
 
 AMBIENT = {"trafficApi": "gateway-api", "dataplaneMode": "ambient"}
@@ -61,7 +70,7 @@ def test_ambient_installs_ztunnel_and_the_ambient_profile(runs: dict[str, Progra
         "ztunnel",
         declared_settings()["istioVersion"]["default"],
     )
-    assert values(ambient, "ztunnel") == {"profile": "ambient"}
+    assert values(ambient, "ztunnel")["profile"] == "ambient"
     assert ambient.depends_on(ztunnel, ambient.named("istiod", RELEASE))
     for deployment in ("nginx-v1", "nginx-v2"):
         assert ambient.depends_on(ambient.named(deployment, "kubernetes:apps/v1:Deployment"), ztunnel)
@@ -142,8 +151,9 @@ def test_the_dashboard_reads_the_waypoints_metrics_in_ambient_mode(runs: dict[st
     assert list(queries("nginx", "default")) == list(queries("nginx", "default", "waypoint"))
 
 
-def plan(config: dict[str, str]) -> capacity.CapacityPlan:
-    result = capacity.plan_capacity(load_settings(DictConfig(config)))
+def plan(config: dict[str, str]) -> CapacityPlan:
+    settings = load_settings(DictConfig(config))
+    result = plan_capacity(settings, describe(settings.cluster.node_group.instance_type))  # type: ignore[union-attr]
     assert result is not None
     return result
 
@@ -152,11 +162,12 @@ def test_capacity_counts_ztunnel_and_the_waypoint_instead_of_sidecars() -> None:
     sidecar, ambient = plan(COMBINATIONS["sidecar+gateway-api"]), plan(AMBIENT)
     items = {item.name: item for item in ambient.items}
     assert items["ztunnel"].pods == 3 and items["ztunnel"].per_node, "one per node of the seed's 3"
-    assert items["ztunnel"].pod == capacity.REQUESTS["ztunnel"] == capacity.Requests(200, 512)
-    assert (items["waypoint"].pods, items["waypoint"].pod) == (1, capacity.Requests(100, 128))
+    assert items["ztunnel"].pod == Requests(200, 512), "the ztunnel chart's default, set explicitly"
+    assert (items["waypoint"].pods, items["waypoint"].pod) == (1, Requests(100, 128))
     app = {item.name: item for item in sidecar.items}["nginx-v1"].pod
-    proxy = capacity.REQUESTS["istio-proxy"]
+    proxy = Requests(100, 128)
     assert items["nginx-v1"].pod + proxy == app, "no sidecar in ambient mode"
+    assert "istio-proxy" not in items and items["nginx-v1"].note == "no sidecar"
     assert plan(COMBINATIONS["sidecar+istio"]).needed == sidecar.needed, "the same pods, whichever traffic API"
 
 

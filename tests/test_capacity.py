@@ -8,28 +8,30 @@ import re
 import pytest
 import yaml
 
-import capacity
-from capacity import CapacityPlan, InstanceType, NodeCapacity, Requests
+from capacity import Footprint, Requests, mebibytes, millicores
+from capacity.nodes import (
+    SUGGESTIONS,
+    InstanceType,
+    NodeCapacity,
+    eni_max_pods,
+    max_pods,
+    node_capacity,
+    reserved_cpu_m,
+)
+from capacity.plan import CapacityPlan, plan_capacity
+from capacity.preflight import check_capacity
 from settings import Settings, SettingsError, load_settings
-from tests.harness import EXISTING_CLUSTER, PROJECT_DIR, DictConfig
+from tests.harness import (
+    EC2_INSTANCE_TYPES,
+    EXISTING_CLUSTER,
+    PROJECT_DIR,
+    DictConfig,
+    ProgramRun,
+    describe,
+    run_program,
+)
 from workloads import manifests
 
-# Max pods per node from the EKS AMI's eni-max-pods.txt, for every type of the table.
-ENI_MAX_PODS = {
-    **dict.fromkeys(["t3.micro", "t3a.micro"], 4),
-    "t3.small": 11,
-    "t3a.small": 8,
-    **dict.fromkeys(["t3.medium", "t3a.medium"], 17),
-    **dict.fromkeys(["t3.large", "t3a.large"], 35),
-    **{f"{family}.{size}": 58 for family in ("t3", "t3a") for size in ("xlarge", "2xlarge")},
-    **{f"{family}.large": 29 for family in ("m5", "m6i", "m7i", "c5", "c6i", "r5", "r6i")},
-    **{
-        f"{family}.{size}": 58
-        for family in ("m5", "m6i", "m7i", "c5", "c6i", "r5", "r6i")
-        for size in ("xlarge", "2xlarge")
-    },
-    **{f"{family}.4xlarge": 234 for family in ("m5", "m6i", "m7i", "c5", "c6i")},
-}
 SIDECAR = Requests(100, 128)  # Istio's default proxy requests
 ADDON_REQUESTS = {"prometheus": Requests(500, 512), "grafana": Requests(250, 256), "kiali": Requests(10, 64)}
 
@@ -39,14 +41,15 @@ def settings_of(config: dict[str, str] | None = None) -> Settings:
 
 
 def plan_of(config: dict[str, str] | None = None, prefix_delegation: bool = False) -> CapacityPlan:
-    plan = capacity.plan_capacity(settings_of(config), prefix_delegation)
+    settings = settings_of(config)
+    plan = plan_capacity(settings, describe(settings.cluster.node_group.instance_type), prefix_delegation)  # type: ignore[union-attr]
     assert plan is not None
     return plan
 
 
 def failure_of(config: dict[str, str]) -> str:
     with pytest.raises(SettingsError) as failure:
-        capacity.check_capacity(settings_of(config))
+        check_capacity(settings_of(config), describe)
     return str(failure.value)
 
 
@@ -55,7 +58,7 @@ def app_pod() -> Requests:
     settings = settings_of()
     (container,) = manifests.deployment(settings.app, settings.app.stable)["spec"]["template"]["spec"]["containers"]
     requests = container["resources"]["requests"]
-    return Requests(capacity.millicores(requests["cpu"]), capacity.mebibytes(requests["memory"])) + SIDECAR
+    return Requests(millicores(requests["cpu"]), mebibytes(requests["memory"])) + SIDECAR
 
 
 @pytest.fixture
@@ -80,7 +83,7 @@ def test_seed_dev_stack_fits(warnings: list[str]) -> None:
         for key, value in dev.items()
         if key.startswith("canary:")
     }
-    plan = capacity.check_capacity(settings_of(config))
+    plan = check_capacity(settings_of(config), describe)
     assert plan is not None and plan.fits and warnings == []
     assert plan.node == NodeCapacity("t3a.medium", max_pods=17, cpu_m=1930, memory_mib=3554)
     assert (plan.node_count, plan.capacity_pods, plan.capacity) == (3, 51, Requests(5790, 10662))
@@ -126,10 +129,12 @@ def test_istiod_does_not_fit_a_t3_small_at_any_count() -> None:
 
 def test_the_largest_pod_must_fit_next_to_the_daemonsets() -> None:
     """2100 MiB allocatable holds istiod's 2048Mi alone, but not beside aws-node and kube-proxy (128Mi)."""
-    daemons = [capacity.Item(name, 10, capacity.REQUESTS[name], per_node=True) for name in ("aws-node", "kube-proxy")]
-    istiod = capacity.Item("istiod", 1, capacity.REQUESTS["istiod"])
-    plan = CapacityPlan(NodeCapacity("custom", 17, 1930, 2100), 10, False, (*daemons, istiod))
-    assert plan.shortfall == {} and plan.room_per_node == Requests(1805, 1972)
+    daemons = [Footprint(name, 10, Requests(64, 64), per_node=True) for name in ("aws-node", "kube-proxy")]
+    istiod = Footprint("istiod", 1, Requests(500, 2048))
+    custom = InstanceType("custom", 2, 2100 + 255 + 11 * 17 + 100, 3, 6)  # 17 pods, 2100 MiB allocatable
+    plan = CapacityPlan(custom, 10, False, (*daemons, istiod))
+    assert plan.node == NodeCapacity("custom", 17, 1930, 2100)
+    assert plan.shortfall == {} and plan.room_per_node == Requests(1802, 1972)
     assert plan.too_big_for_a_node == (istiod,) and not plan.fits
 
 
@@ -148,7 +153,7 @@ def test_too_many_pods_offers_prefix_delegation_and_more_nodes() -> None:
 
 def test_little_headroom_warns(warnings: list[str]) -> None:
     """3 x t3a.medium with 6 + 6 replicas: 4635m of 5790m CPU requested, just under 20% left."""
-    plan = capacity.check_capacity(settings_of({"stableReplicas": "6", "canaryReplicas": "6"}))
+    plan = check_capacity(settings_of({"stableReplicas": "6", "canaryReplicas": "6"}), describe)
     assert plan is not None and plan.fits
     assert [dimension for dimension, share in plan.headroom.items() if share < 0.2] == ["cpu"]
     (warning,) = warnings
@@ -161,7 +166,7 @@ def test_little_headroom_warns(warnings: list[str]) -> None:
 
 def test_warning_advises_the_fewest_nodes_with_enough_headroom(warnings: list[str]) -> None:
     config = {"nodeDesiredCount": "11", "nodeMaxCount": "450", "stableReplicas": "50", "canaryReplicas": "50"}
-    capacity.check_capacity(settings_of(config))
+    check_capacity(settings_of(config), describe)
     (warning,) = warnings
     match = re.search(r"nodeDesiredCount = (\d+) leaves at least 20% of each", warning)
     assert match, warning
@@ -172,48 +177,162 @@ def test_warning_advises_the_fewest_nodes_with_enough_headroom(warnings: list[st
 
 def test_no_nodes_warns_instead_of_failing(warnings: list[str]) -> None:
     """nodeDesiredCount 0 is the documented way to stop paying for nodes."""
-    plan = capacity.check_capacity(settings_of({"nodeDesiredCount": "0"}))
+    plan = check_capacity(settings_of({"nodeDesiredCount": "0"}), describe)
     assert plan is not None and not plan.fits and plan.pods_per_node == plan.pods
     (warning,) = warnings
     assert "nodeDesiredCount = 0" in warning and "at least 2 x t3a.medium" in warning
 
 
-@pytest.mark.parametrize("instance_type", ["x9.huge", "t3a.mediun"])
-def test_unknown_instance_type_is_named_with_the_known_ones(instance_type: str) -> None:
-    message = failure_of({"nodeInstanceType": instance_type})
-    assert f"nodeInstanceType = '{instance_type}': the capacity preflight does not know this instance type" in message
-    for family in (
-        "t3 (micro to 2xlarge)",
-        "t3a (micro to 2xlarge)",
-        "m5 (large to 4xlarge)",
-        "r6i (large to 2xlarge)",
-    ):
-        assert family in message, message
-    assert "INSTANCE_TYPES in capacity/nodes.py" in message
-    assert ("Did you mean t3a.medium?" in message) == (instance_type == "t3a.mediun")
+# Per type of the mocked DescribeInstanceTypes: max pods without the recommended cap (the EKS
+# AMI's eni-max-pods.txt), a managed node's max pods without and with prefix delegation, and
+# whether the seed's stack fits 3 of them.
+EXPECTED = {
+    "t3.nano": (4, 4, 34, False),
+    "t3.small": (11, 11, 110, False),
+    "t3a.small": (8, 8, 98, False),
+    "t3a.medium": (17, 17, 110, True),
+    "t3a.xlarge": (58, 58, 110, True),
+    "t4g.small": (11, 11, 110, False),
+    "t4g.medium": (17, 17, 110, True),
+    "t2.medium": (17, 17, 17, True),  # Xen: no prefix delegation
+    "m4.large": (20, 20, 20, True),  # Xen
+    "m5.large": (29, 29, 110, True),
+    "m5.4xlarge": (234, 110, 110, True),  # 16 vCPUs: at most 110
+    "m5.8xlarge": (234, 234, 250, True),  # 32 vCPUs: at most 250
+    "m6a.large": (29, 29, 110, True),
+    "m7i.large": (29, 29, 110, True),
+    "m7i-flex.large": (29, 29, 110, True),
+    "m7g.large": (29, 29, 110, True),
+    "c6g.large": (29, 29, 110, True),
+    "c7i.xlarge": (58, 58, 110, True),
+    "c5.9xlarge": (234, 234, 250, True),
+    "r6i.large": (29, 29, 110, True),
+    "r7g.xlarge": (58, 58, 110, True),
+    "c6in.32xlarge": (394, 250, 250, True),  # two network cards: pods get the 8 interfaces of the default one
+}
 
 
-def test_max_pods_of_every_type_match_the_eks_ami() -> None:
-    assert {name: capacity.max_pods(spec) for name, spec in capacity.INSTANCE_TYPES.items()} == ENI_MAX_PODS
+def test_every_mocked_type_has_its_expectation() -> None:
+    assert EXPECTED.keys() == EC2_INSTANCE_TYPES.keys() and len(EXPECTED) >= 15
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_max_pods_from_aws_facts_as_the_eks_ami_computes_them(name: str) -> None:
+    instance = describe(name)
+    eni, managed, delegated, _ = EXPECTED[name]
+    assert (eni_max_pods(instance), max_pods(instance), max_pods(instance, prefix_delegation=True)) == (
+        eni,
+        managed,
+        delegated,
+    )
+    node = node_capacity(instance)
+    assert node.cpu_m == instance.vcpus * 1000 - reserved_cpu_m(instance.vcpus)
+    assert node.memory_mib == instance.memory_mib - (255 + 11 * managed) - 100
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_the_seed_stack_on_three_nodes_of_each_type(name: str, warnings: list[str]) -> None:
+    """The stack as the program runs it: a type that holds it registers resources, one that does not
+    is refused with the numbers and registers nothing."""
+    run = ProgramRun()
+    if EXPECTED[name][3]:
+        run_program({"nodeInstanceType": name}, run=run)
+        assert run.named("cluster-nodes").inputs["instanceTypes"] == [name]
+        return
+    with pytest.raises(SettingsError) as refused:
+        run_program({"nodeInstanceType": name}, run=run)
+    node = node_capacity(describe(name))
+    message = str(refused.value)
+    assert f"each {name} node: at most {node.max_pods} pods, {node.cpu_m}m CPU and {node.memory_mib} MiB" in message
+    assert "one istiod pod requests 500m/2048Mi" in message and "nothing was changed" in message
+    assert run.resources == []
+
+
+def test_t3_nano_is_refused_with_its_numbers() -> None:
+    message = failure_of({"nodeInstanceType": "t3.nano"})
+    assert "each t3.nano node: at most 4 pods, 1930m CPU and 113 MiB memory allocatable" in message, message
+    assert "short by" in message and "pods" in message.split("short by")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("name", ["x9.huge", "t3a.mediun", "t3.micro"])  # t3.micro: not in this region's mock
+def test_a_type_aws_does_not_know_is_refused_with_aws_answer(name: str) -> None:
+    run = ProgramRun()
+    with pytest.raises(SettingsError) as refused:
+        run_program({"nodeInstanceType": name}, run=run)
+    message = str(refused.value)
+    assert f"nodeInstanceType = '{name}': AWS does not know this instance type" in message
+    assert f"The following supplied instance types do not exist: [{name}]" in message, "AWS's own words"
+    assert ("Did you mean t3a.medium?" in message) == (name == "t3a.mediun")
+    assert f"Did you mean {name}?" not in message
+    assert run.resources == [] and run.invokes == ["aws:ec2/getInstanceType:getInstanceType"]
+
+
+def test_a_failed_lookup_is_not_blamed_on_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials or no network: the type may be fine, so the message says what failed instead."""
+    import pulumi
+
+    def offline(**_: object) -> None:
+        raise Exception("invoke of aws:ec2/getInstanceType:getInstanceType failed: no valid credential sources found")
+
+    monkeypatch.setattr("pulumi_aws.ec2.get_instance_type", offline)
+    with pytest.raises(pulumi.RunError) as failed:
+        check_capacity(settings_of())
+    assert not isinstance(failed.value, SettingsError)
+    assert "could not read the facts of nodeInstanceType t3a.medium from AWS" in str(failed.value)
+    assert "no valid credential sources found" in str(failed.value)
+
+
+@pytest.mark.parametrize("name", ["m7g.large", "t4g.medium", "r7g.xlarge"])
+def test_an_arm64_type_warns_once_about_the_app_images(name: str, warnings: list[str]) -> None:
+    run_program({"nodeInstanceType": name})
+    (arm,) = [warning for warning in warnings if "arm64" in warning]
+    assert f"nodeInstanceType = {name} is an arm64 (Graviton) type" in arm
+    assert "quay.io/shardul/nginx:v1, quay.io/shardul/nginx:v2" in arm and "exec format error" in arm
+
+
+def test_an_amd64_type_does_not_warn_about_architecture(warnings: list[str]) -> None:
+    run_program({"nodeInstanceType": "m6a.large"})
+    assert not [warning for warning in warnings if "arm64" in warning]
+
+
+def test_suggestions_keep_the_architecture() -> None:
+    """One t4g.small cannot hold the stack; the types suggested are arm64 too."""
+    message = failure_of({"nodeInstanceType": "t4g.small"})
+    suggested = re.search(r"nodeInstanceType = (\S+) \(the smallest", message)
+    assert suggested and SUGGESTIONS[suggested.group(1)].architecture == "arm64", message
+    assert "nodeInstanceType = t4g.medium (the smallest t4g type" in message
+    assert "smallest in the table: c7g.large" in message, "arm64 as well"
 
 
 def test_prefix_delegation_raises_max_pods_and_lowers_allocatable_memory() -> None:
-    assert capacity.node_capacity("t3a.medium", prefix_delegation=True) == NodeCapacity("t3a.medium", 110, 1930, 2531)
-    assert capacity.node_capacity("t3.micro", prefix_delegation=True).max_pods == 2 * 1 * 16 + 2
-    assert capacity.max_pods(InstanceType(32, 131072, 8, 30), prefix_delegation=True) == 250
+    assert node_capacity(describe("t3a.medium"), prefix_delegation=True) == NodeCapacity("t3a.medium", 110, 1930, 2531)
+    assert node_capacity(describe("t2.medium"), prefix_delegation=True).max_pods == 17, "Xen: no prefixes"
     plan = plan_of(prefix_delegation=True)
     assert plan.fits and plan.prefix_delegation and plan.capacity_pods == 330
 
 
 def test_allocatable_follows_the_eks_ami_reservations() -> None:
-    assert [capacity.reserved_cpu_m(vcpus) for vcpus in (1, 2, 4, 8, 16)] == [60, 70, 80, 90, 110]
-    assert capacity.node_capacity("t3a.medium") == NodeCapacity("t3a.medium", 17, 2000 - 70, 4096 - 255 - 11 * 17 - 100)
-    assert capacity.node_capacity("m5.4xlarge") == NodeCapacity("m5.4xlarge", 234, 16000 - 110, 65536 - 2929)
+    """nodeadm's integer arithmetic: (millicores in range) x share // 10000, per range."""
+    assert [reserved_cpu_m(vcpus) for vcpus in (1, 2, 4, 5, 8, 16, 32, 36)] == [60, 70, 80, 82, 90, 110, 150, 160]
+    assert node_capacity(describe("t3a.medium")) == NodeCapacity(
+        "t3a.medium", 17, 2000 - 70, 4096 - 255 - 11 * 17 - 100
+    )
+    assert node_capacity(describe("m5.4xlarge")) == NodeCapacity("m5.4xlarge", 110, 16000 - 110, 65536 - 1565)
+
+
+def test_the_suggestion_table_agrees_with_aws_where_both_know_a_type() -> None:
+    for name in EC2_INSTANCE_TYPES.keys() & SUGGESTIONS.keys():
+        assert SUGGESTIONS[name] == describe(name), name
 
 
 def test_existing_cluster_mode_is_skipped(warnings: list[str]) -> None:
     settings = settings_of(EXISTING_CLUSTER)
-    assert capacity.plan_capacity(settings) is None and capacity.check_capacity(settings) is None
+    assert plan_capacity(settings, describe("t3a.medium")) is None
+
+    def no_lookup(name: str) -> InstanceType:
+        raise AssertionError("no AWS lookup in existing-cluster mode")
+
+    assert check_capacity(settings, no_lookup) is None
     assert warnings == []
 
 
@@ -253,21 +372,21 @@ def test_istio_installed_elsewhere_still_runs_on_the_node_group() -> None:
 
 @pytest.mark.parametrize(("quantity", "expected"), [("50m", 50), ("0.1", 100), (1, 1000), ("1.5", 1500), ("250m", 250)])
 def test_cpu_quantities(quantity: str | int, expected: int) -> None:
-    assert capacity.millicores(quantity) == expected
+    assert millicores(quantity) == expected
 
 
 @pytest.mark.parametrize(
     ("quantity", "expected"), [("64Mi", 64), ("2Gi", 2048), ("128M", 123), ("512Ki", 1), (str(2**20), 1), (0, 0)]
 )
 def test_memory_quantities(quantity: str | int, expected: int) -> None:
-    assert capacity.mebibytes(quantity) == expected
+    assert mebibytes(quantity) == expected
 
 
 def test_bad_quantities_are_refused() -> None:
     with pytest.raises(ValueError, match="not a CPU quantity"):
-        capacity.millicores("lots")
+        millicores("lots")
     with pytest.raises(ValueError, match=re.escape("not a memory quantity: '1GB'")):
-        capacity.mebibytes("1GB")
+        mebibytes("1GB")
 
 
 def test_the_program_stops_before_any_resource_when_the_stack_does_not_fit() -> None:
@@ -277,3 +396,18 @@ def test_the_program_stops_before_any_resource_when_the_stack_does_not_fit() -> 
     with pytest.raises(SettingsError, match="cannot hold what the stack declares"):
         run_program({"nodeDesiredCount": "1"}, run=run)
     assert run.resources == []
+
+
+def test_capacity_imports_only_the_layers_footprints() -> None:
+    """capacity/ adds footprints up; what the layers install stays theirs (no chart values or manifests here)."""
+    import ast
+
+    imported = set()
+    for source in (PROJECT_DIR / "capacity").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    layers = {name for name in imported if name.split(".")[0] in ("infra", "mesh", "workloads")}
+    assert layers == {"infra", "mesh", "workloads"}, "each layer's public footprint(), nothing deeper"

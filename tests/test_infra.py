@@ -185,13 +185,13 @@ def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_
 
 
 def test_prefix_delegation_reaches_the_vpc_cni_and_the_preflight() -> None:
-    from capacity import plan_capacity
+    from capacity.plan import plan_capacity
     from settings import load_settings
-    from tests.harness import DictConfig
+    from tests.harness import DictConfig, describe
 
     run = run_program({"vpcCniPrefixDelegation": "true"})
     assert run.named("cluster-eks").inputs["vpcCniOptions"]["enablePrefixDelegation"] is True
-    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})))
+    plan = plan_capacity(load_settings(DictConfig({"vpcCniPrefixDelegation": "true"})), describe("t3a.medium"))
     assert plan is not None and plan.node.max_pods == 110
 
 
@@ -279,9 +279,9 @@ def test_the_eks_cluster_inputs_in_full() -> None:
 def test_the_world_open_endpoint_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
     monkeypatch.setattr("infra.cluster.pulumi.log.warn", lambda message, *args, **kwargs: said.append(message))
-    run_program({"apiAccessCidrs": '["10.0.0.0/8"]'})
+    run_program({"apiAccessCidrs": '["203.0.113.0/24"]'})
     assert not any("apiAccessCidrs" in message for message in said)
-    run_program({"apiAccessCidrs": '["10.0.0.0/8", "0.0.0.0/0"]'})
+    run_program({"apiAccessCidrs": '["203.0.113.0/24", "0.0.0.0/0"]'})
     assert "apiAccessCidrs includes 0.0.0.0/0: the EKS API endpoint is reachable from anywhere" in said
 
 

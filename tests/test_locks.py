@@ -17,6 +17,7 @@ import yaml
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.harness import PROJECT_DIR
 
@@ -156,6 +157,22 @@ def test_the_policy_pack_uses_the_programs_pulumi() -> None:
     assert versions["policy/requirements.lock"]["pulumi"] == versions["requirements.lock"]["pulumi"]
     policy = yaml.safe_load((PROJECT_DIR / "policy" / "PulumiPolicy.yaml").read_text())
     assert policy["runtime"]["options"]["virtualenv"] == "venv"
+
+
+def test_no_pre_release_unless_a_dependency_asks_for_one() -> None:
+    """uv takes a pre-release when no final release fits; that must be a choice, never a surprise.
+
+    (pulumi-policy 1.22.0a slipped in that way once: 1.21 needs protobuf 5.29, the runtime lock had 6.)
+    """
+    asked = set()
+    for dist in importlib.metadata.distributions():
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if any(Version(spec.version.removesuffix(".*")).is_prerelease for spec in requirement.specifier):
+                asked.add(canonicalize_name(requirement.name))
+    for lock in ("requirements.lock", "requirements-dev.lock", "policy/requirements.lock"):
+        surprises = [f"{p.name}=={p.version}" for p in read_lock(lock) if Version(p.version).is_prerelease]
+        assert [pin for pin in surprises if pin.split("==")[0] not in asked] == [], f"{lock}: pin a final release"
 
 
 def test_this_venv_was_installed_from_the_dev_lock() -> None:

@@ -225,7 +225,7 @@ def test_istio_charts_and_their_values_in_full() -> None:
         "ztunnel": charts.Chart("ztunnel", "ztunnel", repo, "1.31.1"),
     }
     assert charts.base_values() == {"defaultRevision": "default"}
-    assert charts.cni_values() == {}
+    assert charts.cni_values() == {"resources": {"requests": {"cpu": "100m", "memory": "100Mi"}}}
 
     def spread(labels: dict[str, str]) -> list[dict[str, object]]:
         return [
@@ -237,7 +237,14 @@ def test_istio_charts_and_their_values_in_full() -> None:
             }
         ]
 
-    local_istiod = {"global": {"istioNamespace": "istio-system"}, "cni": {"enabled": True}}
+    local_istiod = {
+        "global": {
+            "istioNamespace": "istio-system",
+            "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+        },
+        "cni": {"enabled": True},
+        "resources": {"requests": {"cpu": "500m", "memory": "2048Mi"}},
+    }
     assert charts.istiod_values(on_eks=False) == local_istiod
     assert charts.istiod_values(on_eks=True) == {
         **local_istiod,
@@ -246,10 +253,16 @@ def test_istio_charts_and_their_values_in_full() -> None:
         "topologySpreadConstraints": spread({"app": "istiod"}),
     }
     labels = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
-    assert charts.gateway_values(on_eks=False) == {"labels": labels, "service": {"type": "None"}}
+    gateway_requests = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert charts.gateway_values(on_eks=False) == {
+        "labels": labels,
+        "service": {"type": "None"},
+        "resources": gateway_requests,
+    }
     assert charts.gateway_values(on_eks=True) == {
         "labels": labels,
         "service": {"type": "None"},
+        "resources": gateway_requests,
         "autoscaling": {"minReplicas": 2},
         "podDisruptionBudget": {"minAvailable": 1},
         "topologySpreadConstraints": spread(labels),
@@ -286,6 +299,7 @@ def test_prometheus_runs_alone_outside_the_mesh() -> None:
         "server": {
             "fullnameOverride": "prometheus",
             "podLabels": {"sidecar.istio.io/inject": "false"},
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
             "persistentVolume": {"enabled": False},
             "service": {"servicePort": 9090},
             "global": {"scrape_interval": "15s"},
@@ -310,6 +324,7 @@ def test_grafana_values_in_full() -> None:
     provider = {"orgId": 1, "type": "file", "disableDeletion": False}
     assert {key: value for key, value in values.items() if key != "dashboards"} == {
         "podLabels": {"sidecar.istio.io/inject": "false"},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
         "admin": {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"},
         "testFramework": {"enabled": False},
         "service": {"type": "ClusterIP", "port": 3000},
@@ -368,9 +383,12 @@ def test_grafana_reads_its_admin_from_the_secret_the_mesh_creates(eks_run: Progr
 def test_kiali_values_in_full() -> None:
     for grafana in (True, False):
         assert charts.kiali_values(grafana) == {
-            "fullnameOverride": "kiali",
             "auth": {"strategy": "token"},
-            "deployment": {"pod_labels": {"sidecar.istio.io/inject": "false"}, "ingress": {"enabled": False}},
+            "deployment": {
+                "pod_labels": {"sidecar.istio.io/inject": "false"},
+                "ingress": {"enabled": False},
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+            },
             "external_services": {
                 "prometheus": {"url": "http://prometheus.istio-system:9090"},
                 "grafana": {

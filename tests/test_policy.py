@@ -354,6 +354,17 @@ def test_an_http_route_above_the_cap_fails_unless_promoted() -> None:
     assert check_route(http_route({"v1": 40, "v2": 60}), {"maxCanaryWeight": 60}) == []
 
 
+def test_an_http_route_as_stored_is_judged_the_same() -> None:
+    """The API server gives every rule a path match: only a header match makes a rule a tester route."""
+    stored = http_route({"v1": 40, "v2": 60}, header_rule=True)
+    for rule in stored["spec"]["rules"]:
+        rule.setdefault("matches", [{}])
+        for match in rule["matches"]:
+            match["path"] = {"type": "PathPrefix", "value": "/"}
+    (message,) = check_route(stored)
+    assert "sends 60% to canary 'nginx-v2'" in message
+
+
 def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
     lone = http_route({"v2": 1})
     (message,) = check_route(lone, {"allowPromotion": False})

@@ -28,7 +28,7 @@ from rollout.outcome import Outcome, RunPhase
 from rollout.promotion import NothingToPromote, back_to_stable, promotion_phases
 from rollout.record import TAG_VALUE_LIMIT, RunRecord
 from rollout.runner import RunRefused
-from rollout.stack import reconciliations
+from rollout.stack import _diagnostics, reconciliations
 from rollout.view import ProgressView
 from settings import AppSettings, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig, run_program
@@ -351,6 +351,16 @@ def test_what_an_http_route_serves_is_read_from_the_state() -> None:
     assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
     plain = served_by(state_of({"trafficApi": "gateway-api", "dataplaneMode": "ambient"}))
     assert plain is not None and (plain.split, plain.header, plain.mirror_percent) == ({"v1": 100, "v2": 0}, None, 0)
+    # As the API server stores it: every rule gets a path match, every backendRef a weight.
+    for route in (r["outputs"] for r in resources if r["type"].endswith(":HTTPRoute")):
+        for rule in route["spec"]["rules"]:
+            rule.setdefault("matches", [{}])
+            for match in rule["matches"]:
+                match["path"] = {"type": "PathPrefix", "value": "/"}
+            for backend in rule["backendRefs"]:
+                backend.setdefault("weight", 1)
+    stored = served_by(resources)
+    assert stored is not None and (stored.split, stored.header) == ({"v1": 75, "v2": 25}, "x-canary")
 
 
 def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: Path) -> None:
@@ -363,3 +373,34 @@ def test_every_update_runs_the_projects_policy_pack_unless_opted_out(tmp_path: P
     assert _policy_packs(parse(["run", "--cwd", str(tmp_path)])) == [str(tmp_path / "policy")]
     assert _policy_packs(parse(["abort", "--cwd", str(tmp_path), "--no-policy-pack"])) == []
     assert _policy_packs(parse(["run", "--cwd", str(tmp_path), "--policy-pack", "/packs/strict"])) == ["/packs/strict"]
+
+
+REFUSED_UPDATE = (
+    """Updating (e2e):
+    pulumi:pulumi:Stack canary-e2e running Traceback (most recent call last):
+    pulumi:pulumi:Stack canary-e2e  1 warning; 75 messages
+Policies:
+    ❌ canary-guardrails@v0.0.1 (local: policy)
+        - [mandatory]  traffic-split  (kubernetes:networking.istio.io/v1:VirtualService: nginx-virtual-svc)
+          VirtualService nginx-virtual-svc sends 60% to canary 'v2', above the maximum of 50%.
+
+Diagnostics:
+  pulumi:pulumi:Stack (canary-e2e):
+"""
+    + "    Traceback (most recent call last):\n" * 200
+    + """    KeyboardInterrupt
+
+Outputs:
+"""
+)
+
+
+def test_a_failed_updates_reason_is_the_violation_not_the_programs_traceback() -> None:
+    """What `pulumi up` printed when the policy refused a step: the violation comes first, the traceback of the
+    program the engine stopped would otherwise fill the message."""
+    reason = _diagnostics(REFUSED_UPDATE)
+    assert reason.startswith("Policies:") and "above the maximum of 50%" in reason
+    assert "Traceback" not in reason
+    failed = "Diagnostics:\n  kubernetes:...:VirtualService (x):\n    error: admission webhook denied the request\n"
+    assert _diagnostics("Updating (e2e):\n" + failed) == "error: admission webhook denied the request"
+    assert _diagnostics("something odd\n") == "something odd\n"

@@ -33,13 +33,13 @@ BAD_VALUES = [
     ("availabilityZoneCount", "1", "integer from 2 to 6"),
     ("vpcId", "my-vpc", "VPC ID like vpc-0123abcd"),
     ("publicSubnetIds", '["subnet-0123abcd"]', "must be set when publicSubnetIds"),  # reported on vpcId
-    ("privateSubnetIds", "not json", "list of subnet IDs"),
+    ("privateSubnetIds", "not json", "subnet IDs"),
     ("clusterAdminArns", '["alice"]', "IAM role or user ARNs"),
     ("clusterViewerArns", '["bob"]', "IAM role or user ARNs"),
     ("clusterViewerArns", json.dumps(["arn:aws:iam::123456789012:role/ci"] * 2), "each ARN once"),
-    ("apiAccessCidrs", '["everywhere"]', "list of IPv4 CIDRs"),
-    ("apiAccessCidrs", '["127.0.0.1/8"]', "list of IPv4 CIDRs"),
-    ("nodeGroupName", "Default_Pool", "lowercase letters"),
+    ("apiAccessCidrs", '["everywhere"]', "IPv4 CIDRs"),
+    ("apiAccessCidrs", '["127.0.0.1/8"]', "IPv4 CIDRs"),
+    ("nodeGroupName", "_pool", "letters, digits, '-' or '_'"),
     ("nodeInstanceType", "big", "EC2 instance type"),
     ("nodeDesiredCount", "three", "integer from 0 to 450"),
     ("nodeDesiredCount", "5", "nodeMinCount (0) <= nodeDesiredCount <= nodeMaxCount (4)"),
@@ -51,7 +51,7 @@ BAD_VALUES = [
     ("ingressServiceType", "Ingress", "one of LoadBalancer, NodePort, ClusterIP"),
     ("prometheus", "maybe", "true or false"),
     ("appNamespace", "Default", "namespace name"),
-    ("appName", "nginx_app", "DNS label"),
+    ("appName", "nginx_app", "DNS-1035"),
     ("appName", "a" * 62, "room for '-<version>'"),
     ("stableVersion", "V1", "lowercase letters"),
     ("canaryVersion", "v1", "must differ from stableVersion"),
@@ -193,3 +193,127 @@ def test_recording_sees_resources_of_a_good_config() -> None:
     run = ProgramRun()
     run_program({**EXISTING_CLUSTER, "canaryWeight": "50"}, run=run)
     assert len(run.resources) > 10
+
+
+ARABIC_50 = "\u0665\u0660"  # Arabic-Indic 5 and 0: Python's int() reads them as 50, and `\d` matches them
+SECRET = "0123456789abcdef"  # a canaryHeaderValue of the 16 characters required
+PUBLIC_CIDRS = [f"{octet}.0.0.0/8" for octet in range(11, 52)]  # 41 public /8 networks
+BOUNDARIES = [
+    # key, a value just inside the rule, one just outside, what the message says is allowed, other settings
+    ("canaryWeight", "50", ARABIC_50, "integer from 0 to 100", {}),
+    ("kubernetesVersion", "1.35", "1.\u0663\u0665", "from 1.32 to 1.36", {}),
+    ("istioVersion", "1.31.1", "1.\u0663\u0661.1", "Istio release 1.28.0 or later", {}),
+    ("clusterAdminArns", '["arn:aws:iam::123456789012:role/admin"]', '["arn:aws:iam::12345678901\u0662:role/admin"]',
+     "IAM role or user ARNs", {}),
+    ("clusterAdminArns", '["arn:aws:iam::123456789012:role/admin_e"]', '["arn:aws:iam::123456789012:role/admin\u00e9"]',
+     "IAM role or user ARNs", {}),
+    ("appName", "a1", "1a", "DNS-1035", {}),
+    ("appName", "a-1", "a-", "DNS-1035", {}),
+    ("appName", "a" * 60, "a" * 61, "room for '-<version>'", {}),  # with versions v1 and v2
+    ("appNamespace", "a" * 63, "a" * 64, "namespace name", {}),
+    ("appNamespace", "kube-systems", "kube-system", "other than kube-system", {}),
+    ("appNamespace", "kube-publics", "kube-public", "other than kube-system, kube-public", {}),
+    ("appNamespace", "kube-node-leases", "kube-node-lease", "kube-node-lease, istio-system", {}),
+    ("appNamespace", "istio-systems", "istio-system", "kube-node-lease, istio-system", {}),
+    ("stableVersion", "v1-a", "v1-", "starting and ending with a letter or digit", {}),
+    ("canaryHeaderName", "x-canary-v2", "x canary", "with '-' between", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-canary", "X-Canary", "lowercase HTTP header name", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-canary", "x-canary:", "with '-' between", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-canary", "x_canary", "with '-' between", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x-1", "x-", "with '-' between", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "uris", "uri", "Istio ignores matches on them", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderName", "x" * 256, "x" * 257, "at most 256 characters", {"canaryHeaderValue": SECRET}),
+    ("canaryHeaderValue", SECRET, SECRET[:15], "at least 16 characters", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", f"{SECRET}~", f"{SECRET}\u00e9", "printable ASCII", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", f"a {SECRET}", f"a\t{SECRET}", "printable ASCII", {"canaryHeaderName": "x-canary"}),
+    ("canaryHeaderValue", "v" * 256, "v" * 257, "at most 256 printable", {"canaryHeaderName": "x-canary"}),
+    ("nodeGroupName", "Default_Pool", "Default.Pool", "letters, digits, '-' or '_'", {}),
+    ("nodeGroupName", "p" * 63, "p" * 64, "1-63 letters", {}),
+    ("nodeGroupName", "0pool", "-pool", "starting with a letter or digit", {}),
+    ("apiAccessCidrs", '["172.32.0.0/16"]', '["172.31.0.0/16"]', "172.31.0.0/16 not public", {}),
+    ("apiAccessCidrs", '["0.0.0.0/0"]', '["10.1.0.0/16", "0.0.0.0/0"]', "10.1.0.0/16 not public", {}),
+    ("apiAccessCidrs", '["0.0.0.0/0"]', '["0.0.0.0/0", "0.0.0.0/0"]', "lists 0.0.0.0/0 more than once", {}),
+    ("apiAccessCidrs", json.dumps(PUBLIC_CIDRS[:40]), json.dumps(PUBLIC_CIDRS), "at most 40 IPv4 CIDRs", {}),
+    ("apiAccessCidrs", '["0.0.0.0/0"]', '[["0.0.0.0/0"]]', "at most 40 IPv4 CIDRs", {}),
+    ("apiAccessCidrs", "[]", "[" * 4000 + "]" * 4000, "at most 40 IPv4 CIDRs", {}),  # a RecursionError in json
+    ("clusterAdminArns", "[]", "[" * 100_000 + "]" * 100_000, "at most 100 IAM role", {}),
+    ("publicSubnetIds", json.dumps([f"subnet-{i:08x}" for i in range(100)]),
+     json.dumps([f"subnet-{i:08x}" for i in range(101)]), "at most 100 subnet IDs",
+     {"vpcId": "vpc-0123abcd", "privateSubnetIds": '["subnet-0123abcd", "subnet-0123abce"]'}),
+]  # fmt: skip
+BOUNDARY_IDS = [f"{key}={outside[:16]!r}" for key, _, outside, _, _ in BOUNDARIES]
+
+
+@pytest.mark.parametrize(("key", "inside", "outside", "allowed", "others"), BOUNDARIES, ids=BOUNDARY_IDS)
+def test_each_rule_holds_just_inside_and_fails_just_outside(
+    key: str, inside: str, outside: str, allowed: str, others: dict[str, str]
+) -> None:
+    load_settings(DictConfig({**others, key: inside}))
+    message = message_for({**others, key: outside})
+    assert re.search(rf"^  - {key} = ", message, re.MULTILINE), message
+    assert allowed in message, message
+    assert message.count("\n  - ") == 1, f"one problem, named once: {message}"
+    assert len(message) < 1000, "a huge value is not repeated whole"
+
+
+@pytest.mark.parametrize(("key", "inside", "outside", "allowed", "others"), BOUNDARIES, ids=BOUNDARY_IDS)
+def test_a_value_just_outside_registers_nothing(
+    key: str, inside: str, outside: str, allowed: str, others: dict[str, str]
+) -> None:
+    run = ProgramRun()
+    with pytest.raises(SettingsError, match=re.escape(allowed)):
+        run_program({**others, key: outside}, run=run)
+    assert run.resources == [] and run.invokes == []
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("canaryWieght", "did you mean canaryWeight?"),
+        ("nodeInstancetype", "did you mean nodeInstanceType?"),
+        ("zzz", ""),
+    ],
+)
+def test_an_undeclared_key_is_refused_with_the_closest_declared_one(key: str, hint: str) -> None:
+    message = message_for({key: "50"})
+    assert f"  - {key}: not a setting of this program ({hint}" in message, message
+    assert f"`pulumi config rm {key}`" in message
+    assert "did you mean" not in message or hint, message
+
+
+def test_an_undeclared_key_stops_the_program_before_any_resource() -> None:
+    """`pulumi config set canaryWieght 50` must not leave the stack at its old weight while looking done."""
+    run = ProgramRun()
+    with pytest.raises(SettingsError, match="did you mean canaryWeight"):
+        run_program({"canaryWieght": "50"}, run=run)
+    assert run.resources == [] and run.invokes == []
+
+
+def test_keys_of_other_namespaces_are_not_ours() -> None:
+    """aws:region and the like belong to providers; the program reads only its project's keys."""
+    import pulumi
+
+    pulumi.runtime.set_all_config({"aws:region": "us-east-1", "canary:canaryWeight": "10"})
+    try:
+        assert load_settings(pulumi.Config()).app.canary_weight == 10
+        pulumi.runtime.set_all_config({"aws:region": "us-east-1", "canary:canaryWieght": "10"})
+        with pytest.raises(SettingsError, match="canaryWieght: not a setting"):
+            load_settings(pulumi.Config())
+    finally:
+        pulumi.runtime.set_all_config({})
+
+
+def test_the_canary_command_refuses_an_undeclared_key_too() -> None:
+    """rollout/ validates through the same loader, over the stack's config as the Automation API lists it."""
+    from rollout.stack import StackConfig
+
+    config = StackConfig("canary", {"aws:region": "us-east-1", "canary:canaryWeight": "10"})
+    assert load_settings(config).app.canary_weight == 10
+    with pytest.raises(SettingsError, match="did you mean canaryWeight"):
+        load_settings(StackConfig("canary", {"aws:region": "us-east-1", "canary:canaryWieght": "10"}))
+
+
+def test_a_deeply_nested_eks_setting_in_existing_mode_is_no_traceback() -> None:
+    """Existing-cluster mode also looks at EKS-only settings (to warn about them): no RecursionError there either."""
+    settings = load_settings(DictConfig({**EXISTING_CLUSTER, "apiAccessCidrs": "[" * 4000 + "]" * 4000}))
+    assert isinstance(settings.cluster, ExistingCluster)

@@ -150,10 +150,10 @@ def test_existing_mode_ignores_eks_settings_and_eks_mode_refuses_a_kubeconfig() 
 
 def test_the_error_names_every_problem_once_and_how_to_fix_it() -> None:
     with pytest.raises(SettingsError) as error:
-        load_settings(DictConfig({"canaryWeight": "ten", "nodeGroupName": "Bad"}))
+        load_settings(DictConfig({"canaryWeight": "ten", "nodeGroupName": "-bad"}))
     assert str(error.value) == (
         "invalid stack configuration (nothing was changed):\n"
-        "  - nodeGroupName = \"Bad\": must be lowercase letters, digits and '-'\n"
+        "  - nodeGroupName = \"-bad\": must be 1-63 letters, digits, '-' or '_', starting with a letter or digit\n"
         '  - canaryWeight = "ten": must be an integer from 0 to 100\n'
         "Fix with `pulumi config set <key> <value>`; see Pulumi.yaml for every setting."
     )

@@ -77,6 +77,31 @@ def garbage() -> Iterator[FakePrometheus]:
     fake.server.shutdown()
 
 
+def engine_of(pid: int, timeout: float = 60) -> int:
+    """The pid of the `pulumi up` that process `pid` started, once it runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in Path("/proc").iterdir():
+            try:
+                stat = (proc / "stat").read_text()
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"up" in argv and b"--skip-preview" in argv:
+                return int(proc.name)
+        assert time.monotonic() < deadline, f"no `pulumi up` started by {pid}"
+        time.sleep(0.05)
+
+
+def running(proc: Path) -> bool:
+    """The process exists and has not exited (an orphan's zombie may wait for a reaper)."""
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def record(canary: CanaryCommand) -> dict[str, Any] | None:
     run: dict[str, Any] | None = canary("status", "--window", WINDOW)[1]["run"]
     return run
@@ -138,6 +163,7 @@ def test_a_signal_during_an_update_cancels_it_cleanly_and_reports_what_is_deploy
 ) -> None:
     run = Background(canary, "run", "--steps", "10,20", *FAST)
     run.wait_for("step 1/2: canaryWeight=10 (pulumi up)")
+    engine_of(run.process.pid)
     time.sleep(1.0)  # the engine is running the program
     run.process.send_signal(signum)
     code, report, stderr = run.finish()
@@ -158,13 +184,15 @@ def test_a_kill_during_an_update_leaves_the_engine_to_finish_and_resume_continue
     run = Background(canary, "run", "--steps", "10,20", *FAST)
     run.wait_for("step 1/2: canaryWeight=10 (pulumi up)")
     run_id = next(line.split()[2] for line in run.lines if line.startswith("canary run "))
-    time.sleep(0.5)
+    engine = Path(f"/proc/{engine_of(run.process.pid)}")
+    time.sleep(1.0)
     run.process.kill()
     assert run.finish()[0] == -signal.SIGKILL
     deadline = time.monotonic() + 90
-    while f"canary {run_id}: step 1/2" not in canary.stack("stack", "history", "--json").stdout:
+    while running(engine):
         assert time.monotonic() < deadline, "the engine, in a session of its own, finishes the update"
-        time.sleep(1)
+        time.sleep(0.5)
+    assert f"canary {run_id}: step 1/2" in canary.stack("stack", "history", "--json").stdout
     assert split(cluster) == {"v1": 90, "v2": 10}
     assert_clean(canary.stack)
     code, report, _ = canary("run", "--resume", "--no-promote", *FAST)
@@ -287,6 +315,7 @@ def test_an_interrupted_promotion_is_finished_phase_by_phase_on_resume(
 ) -> None:
     run = Background(canary, "run", "--steps", "50", *FAST)
     run.wait_for("promote: send all traffic to v2: canaryWeight=100 (pulumi up)")
+    engine_of(run.process.pid)
     time.sleep(1.0)
     run.process.send_signal(signal.SIGINT)
     code, report, stderr = run.finish()

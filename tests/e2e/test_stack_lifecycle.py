@@ -125,6 +125,22 @@ def test_4_bad_input_fails_and_changes_nothing(stack: Stack, cluster: Kubectl, v
         stack("config", "set", "canaryWeight", "10")
 
 
+def test_4b_a_mistyped_key_fails_and_changes_nothing(stack: Stack, cluster: Kubectl) -> None:
+    """`pulumi config set canaryWieght 50` would otherwise be ignored while the stack kept 90/10."""
+    resources_before = len(json.loads(stack("stack", "export").stdout)["deployment"]["resources"])
+    stack("config", "set", "canaryWieght", "50")
+    try:
+        result = stack("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        assert (
+            "canaryWieght: not a setting of this program (did you mean canaryWeight?" in result.stdout + result.stderr
+        )
+        assert live_weights(cluster) == {"v1": 90, "v2": 10}
+        assert len(json.loads(stack("stack", "export").stdout)["deployment"]["resources"]) == resources_before
+    finally:
+        stack("config", "rm", "canaryWieght")
+
+
 def test_5_unchanged_config_is_a_no_op_and_refresh_finds_no_drift(stack: Stack) -> None:
     stack("up", "--yes", "--skip-preview", "--expect-no-changes")
     stack("refresh", "--yes", "--skip-preview", "--expect-no-changes")

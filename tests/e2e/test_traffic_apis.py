@@ -19,6 +19,7 @@ from tests.e2e.test_canary_cli import FAST, CanaryCommand, healthy, weights
 from tests.e2e.test_stack_lifecycle import steps_by_op
 
 HTTP_ROUTE = "httproutes.gateway.networking.k8s.io"
+TESTER_HEADER_VALUE = "3f9c2a7be1d04c58"
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +65,14 @@ def test_2_a_weight_change_is_one_update_of_the_route(gateway_api: Stack, cluste
 
 def test_3_header_route_and_mirroring_are_accepted_by_the_real_schema(gateway_api: Stack, cluster: Kubectl) -> None:
     gateway_api.set_config("canaryHeaderName", "x-canary")
+    gateway_api.set_config("canaryHeaderValue", TESTER_HEADER_VALUE)
     gateway_api.set_config("mirrorPercent", "20")
     gateway_api("up", "--yes", "--skip-preview")
     header_rule, split_rule = route(cluster)["spec"]["rules"]
-    assert header_rule["matches"][0]["headers"] == [{"type": "Exact", "name": "x-canary", "value": "always"}]
+    assert header_rule["matches"][0]["headers"] == [{"type": "Exact", "name": "x-canary", "value": TESTER_HEADER_VALUE}]
     assert split_rule["filters"][0]["requestMirror"]["percent"] == 20
     gateway_api("config", "rm", "canaryHeaderName")
+    gateway_api("config", "rm", "canaryHeaderValue")
     gateway_api("config", "rm", "mirrorPercent")
     gateway_api.set_config("canaryWeight", "0")
     gateway_api("up", "--yes", "--skip-preview")
@@ -99,7 +102,8 @@ def test_5_ambient_mode_labels_the_namespace_and_declares_its_waypoint(gateway_a
     assert "istio-injection" not in labels
     waypoint = cluster.get("-n", "default", "gateways.gateway.networking.k8s.io", "waypoint")
     assert waypoint["spec"]["gatewayClassName"] == "istio-waypoint"
-    assert waypoint["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    (listener,) = waypoint["spec"]["listeners"]
+    assert (listener["name"], listener["port"], listener["protocol"]) == ("mesh", 15008, "HBONE")
     peer = cluster.get("-n", "default", "peerauthentications.security.istio.io", "default")
     assert peer["spec"]["mtls"]["mode"] == "STRICT"
 

@@ -80,8 +80,8 @@ def printed_commands(stdout: str) -> list[str]:
 def checkout(destination: Path, log: CommandLog, backend: Path) -> Trial:
     root = copy_project(destination)
     shutil.copytree(ROOT / "scripts", root / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("requirements.txt", "pyproject.toml"):
-        shutil.copy2(ROOT / name, root / name)
+    for source in [*ROOT.glob("requirements*.txt"), *ROOT.glob("requirements*.lock"), ROOT / "pyproject.toml"]:
+        shutil.copy2(source, root / source.name)
     env = {
         key: value
         for key, value in os.environ.items()
