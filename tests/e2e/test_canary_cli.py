@@ -118,16 +118,35 @@ def test_a_failing_canary_is_rolled_back_after_the_threshold(
     assert config(canary.stack, "canaryWeight") == "0"
 
 
-def test_prometheus_down_never_advances_and_rolls_back(
+def test_prometheus_down_refuses_a_start_and_mid_run_never_advances_and_rolls_back(
     canary: CanaryCommand, cluster: Kubectl, mesh_traffic: MeshTraffic, prometheus: PrometheusServer
 ) -> None:
     mesh_traffic.set("v3", error_ratio=0, latency_ms=50)
+    before = split(cluster)
     prometheus.stop()
     try:
-        code, report, _ = canary("run", "--steps", "10,50", "--error-limit", "2", *FAST)
+        # Down from the start: a run that could only roll back is refused, in one line, before any change.
+        code, report, stderr = canary("run", "--steps", "10,50", *FAST)
+        assert (code, report) == (2, {})
+        assert len(stderr.strip().splitlines()) == 1 and "cannot be reached" in stderr, stderr
+        assert split(cluster) == before
+        # Down once the run has started: no analysis ever passes, and the run rolls back at the error limit.
+        prometheus.start()
+        argv = canary.argv("run", "--steps", "10,50", "--error-limit", "2", *FAST, "--json")
+        run_ = subprocess.Popen(argv, env=canary.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert run_.stderr is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 90
+        while not any("step 1/2: applied" in line for line in seen):
+            assert time.monotonic() < deadline and run_.poll() is None, seen
+            seen.append(run_.stderr.readline())
+        prometheus.stop()
+        stdout, rest = run_.communicate(timeout=120)
+        print("".join(seen) + rest)
     finally:
         prometheus.start()
-    assert (code, report["outcome"]) == (1, "rolled-back"), report
+    report = json.loads(stdout)
+    assert (run_.returncode, report["outcome"]) == (1, "rolled-back"), report
     assert weights(report) == ["10", "0"]
     assert [analysis["verdict"] for analysis in report["analyses"]] == ["hold", "rollback"]
     assert all("cannot be reached" in check["error"] for check in report["analyses"][0]["checks"])

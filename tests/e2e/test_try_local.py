@@ -80,8 +80,9 @@ def printed_commands(stdout: str) -> list[str]:
 def checkout(destination: Path, log: CommandLog, backend: Path) -> Trial:
     root = copy_project(destination)
     shutil.copytree(ROOT / "scripts", root / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
-    for source in [*ROOT.glob("requirements*.txt"), *ROOT.glob("requirements*.lock"), ROOT / "pyproject.toml"]:
-        shutil.copy2(source, root / source.name)
+    # The copy shares this checkout's venv (a symlink): the real scripts/venv would reinstall it,
+    # editable from the copy, so the copy's only says where it is.
+    (root / "scripts/venv").write_text(f'#!/bin/sh\necho "{root / "venv"}"\n')
     env = {
         key: value
         for key, value in os.environ.items()
@@ -126,7 +127,11 @@ def test_two_checkouts_trials_side_by_side_never_touch_each_other(trials: tuple[
     assert eval_env == 'eval "$(scripts/try-local env)"'
     assert weight_10.startswith("pulumi config set canaryWeight 10 ")
     first.shell(f"{eval_env}; {weight_10}")
-    header = "pulumi config set canaryHeaderName x-canary --stack {0} && pulumi config set canaryWeight 50 --stack {0}"
+    header = (
+        "pulumi config set canaryHeaderName x-canary --stack {0} && "
+        "pulumi config set canaryHeaderValue 0123456789abcdef --stack {0} && "
+        "pulumi config set canaryWeight 50 --stack {0}"
+    )
     second.shell(f"{eval_env}; {header.format(stack_b)} && pulumi up --yes --stack {stack_b}")
     assert first.shell(f"{eval_env}; {jsonpath}").stdout.strip() == "v1=90 v2=10"
     assert second.shell(f"{eval_env}; {jsonpath}").stdout.strip() == "v1=50 v2=50"  # a header route comes first
@@ -144,7 +149,7 @@ def test_two_checkouts_trials_side_by_side_never_touch_each_other(trials: tuple[
     assert second.served() == {"v1": 50, "v2": 50}
 
     # down of one leaves the other running.
-    timed("down", second)
+    timed("down", second, "down")
     assert not second.cluster_running()
     stacks = first.shell(f"{eval_env}; pulumi stack ls --json").stdout
     assert stack_b not in stacks and stack_a in stacks
