@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pulumi_policy import ResourceValidationArgs
 
 from policy import rules
-from tests.test_policy import check_resource, check_split, check_stack, deployment, release, resource, split
+from tests.test_policy import OPTIONS, check_resource, check_split, check_stack, deployment, release, resource, split
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HELM = "kubernetes:helm.sh/v3:Release"
@@ -291,3 +292,16 @@ def test_empty_and_non_text_credentials_are_not_reported() -> None:
 def test_what_counts_as_an_embedded_kubeconfig_credential(kubeconfig: str, embedded: bool) -> None:
     found = check_resource(rules.validate_secrets, "pulumi:providers:kubernetes", {"kubeconfig": kubeconfig})
     assert bool(found) is embedded
+
+
+def test_a_release_without_a_name_is_named_by_its_resource() -> None:
+    args = ResourceValidationArgs(
+        HELM,
+        {"chart": "grafana", "values": {"service": {"type": "LoadBalancer"}}},
+        "urn",
+        "grafana-release",
+        OPTIONS,
+        None,
+    )
+    (message,) = [m for m, _ in reported(rules.validate_only_ingress_is_public, args)]
+    assert message.startswith("Helm release grafana-release sets values.service.type = LoadBalancer.")

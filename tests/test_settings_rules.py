@@ -157,3 +157,11 @@ def test_the_error_names_every_problem_once_and_how_to_fix_it() -> None:
         '  - canaryWeight = "ten": must be an integer from 0 to 100\n'
         "Fix with `pulumi config set <key> <value>`; see Pulumi.yaml for every setting."
     )
+
+
+def test_name_messages_in_full() -> None:
+    assert problems({"appName": "Nginx"}) == [
+        "appName = \"Nginx\": must be a Service name (DNS-1035 label): 1-63 lowercase letters, digits and '-', "
+        "starting with a letter and ending with a letter or digit"
+    ]
+    assert problems({"clusterName": "-dev"}) == ["clusterName = \"-dev\": must be 1-100 letters, digits, '-' or '_'"]

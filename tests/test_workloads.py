@@ -326,3 +326,58 @@ def test_the_virtual_service_in_full_with_and_without_header_and_mirror() -> Non
         {"route": weighted, "mirror": {"host": "nginx", "subset": "v2"}, "mirrorPercentage": {"value": 1}},
     ]
     assert manifests.traffic_split(APP) == {"v1": 90, "v2": 10}
+
+
+def test_the_http_route_in_full_with_header_and_mirror() -> None:
+    from mesh.gateway import GATEWAY_API, IngressGateway
+
+    app = load_settings(
+        DictConfig(
+            {
+                **EXISTING_CLUSTER,
+                "canaryWeight": "10",
+                "canaryHeaderName": "x-canary",
+                "canaryHeaderValue": "0123456789abcdef",
+                "mirrorPercent": "5",
+            }
+        )
+    ).app
+    route = manifests.http_route(app, IngressGateway(GATEWAY_API))
+    assert route["metadata"] == {
+        "name": "nginx-route",
+        "namespace": "default",
+        "annotations": {
+            "canary/stable-version": "v1",
+            "canary/canary-version": "v2",
+            "canary/stable-backend": "nginx-v1",
+        },
+    }
+    assert route["spec"] == {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "namespace": "istio-system",
+                "name": "default-gateway",
+            },
+            {"group": "", "kind": "Service", "name": "nginx"},
+        ],
+        "rules": [
+            {
+                "matches": [{"headers": [{"type": "Exact", "name": "x-canary", "value": "0123456789abcdef"}]}],
+                "backendRefs": [{"name": "nginx-v2", "port": 80}],
+            },
+            {
+                "backendRefs": [
+                    {"name": "nginx-v1", "port": 80, "weight": 90},
+                    {"name": "nginx-v2", "port": 80, "weight": 10},
+                ],
+                "filters": [
+                    {
+                        "type": "RequestMirror",
+                        "requestMirror": {"backendRef": {"name": "nginx-v2", "port": 80}, "percent": 5},
+                    }
+                ],
+            },
+        ],
+    }
