@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra.preview import PREVIEW_GROUP, declare_preview_access
 from settings import EksCluster, ExistingCluster
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ NODE_POLICIES = {
     "registry": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-CLUSTER_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
 ISTIOD_WEBHOOK_PORT = 15017
 PUBLIC_ENDPOINT_TAG = "canary-public-endpoint"
@@ -88,6 +88,7 @@ class Cluster(pulumi.ComponentResource):
             self._eks(name, args.settings)
         else:
             self._existing(name, args.settings)
+        declare_preview_access(name, self, self.provider)
         self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
 
     def _existing(self, name: str, settings: ExistingCluster) -> None:
@@ -144,22 +145,24 @@ class Cluster(pulumi.ComponentResource):
         # (bootstrapClusterCreatorAdminPermissions); an access entry for the same
         # principal would fail with ResourceInUse, so entries are for the others only.
         access_entries = {
-            f"{role}-{index}": eks.AccessEntryArgs(
+            f"admin-{index}": eks.AccessEntryArgs(
                 principal_arn=arn,
                 access_policies={
-                    association: eks.AccessPolicyAssociationArgs(
-                        policy_arn=policy,
+                    "cluster-admin": eks.AccessPolicyAssociationArgs(
+                        policy_arn=CLUSTER_ADMIN_POLICY,
                         access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     )
                 },
             )
-            # Entry and association names are part of the resources' names: renaming one replaces it.
-            for role, association, policy, arns in (
-                ("admin", "cluster-admin", CLUSTER_ADMIN_POLICY, settings.admin_arns),
-                # Read-only (no Secrets), e.g. for the role previews run with (docs/github-setup.md).
-                ("viewer", "view", CLUSTER_VIEW_POLICY, settings.viewer_arns),
-            )
-            for index, arn in enumerate(arns)
+            for index, arn in enumerate(settings.admin_arns)
+        }
+        # Viewers (e.g. the role previews run with, docs/github-setup.md) get our group and
+        # no EKS access policy: what they may do is the RBAC and admission policy in
+        # infra/preview.py, one definition for both cluster modes, tested on a real API server.
+        # Entry names are part of the resources' names: renaming one replaces it.
+        access_entries |= {
+            f"viewer-{index}": eks.AccessEntryArgs(principal_arn=arn, kubernetes_groups=[PREVIEW_GROUP])
+            for index, arn in enumerate(settings.viewer_arns)
         }
         secrets_key = aws.kms.Key(
             f"{name}-secrets",

@@ -275,6 +275,9 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         }
     if type_ == "kubernetes:core/v1:Service":
         return {"status": {"loadBalancer": {"ingress": [{"hostname": LOAD_BALANCER_HOST}]}}}
+    metadata = inputs.get("metadata") or {}
+    if type_.startswith("kubernetes:") and type_ != "kubernetes:helm.sh/v3:Release" and not metadata.get("name"):
+        return {"metadata": {**metadata, "name": f"{name}-0a1b2c3d"}}  # auto-named: the provider adds a suffix
     return {}
 
 

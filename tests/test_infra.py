@@ -7,12 +7,14 @@ import ipaddress
 import pytest
 
 from infra.network import subnet_cidrs
+from infra.preview import MANAGED_KINDS, PREVIEW_GROUP
 from settings import declared_settings
 from tests.harness import (
     EKS_CREATED_SECURITY_GROUP,
     EXISTING_CLUSTER,
     ZONES,
     ProgramRun,
+    Registered,
     is_secret,
     program_scope,
     run_program,
@@ -20,6 +22,16 @@ from tests.harness import (
 
 PROVIDER = "pulumi:providers:kubernetes"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+# Not previewed by the group: Helm releases (Helm keeps its records in Secrets), Secrets
+# (reading them is not a preview's business) and the preview objects themselves.
+NOT_PREVIEWED = {
+    RELEASE,
+    "kubernetes:core/v1:Secret",
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+}
 DEFAULT_VPC_CIDR = declared_settings()["vpcCidr"]["default"]  # eksctl's range, declared in Pulumi.yaml
 
 
@@ -81,24 +93,86 @@ def test_extra_admins_get_access_entries() -> None:
     assert [entry["principalArn"] for entry in entries.values()] == [arn]
 
 
-def test_viewers_get_view_only_access_entries_beside_the_admins() -> None:
-    """clusterViewerArns (e.g. the preview role) can read the cluster and nothing more; admins keep cluster-admin."""
+def test_viewers_get_the_preview_group_and_admins_keep_cluster_admin() -> None:
+    """clusterViewerArns (e.g. the preview role) are mapped to our group, whose rights infra/preview.py declares."""
     admin, viewer = "arn:aws:iam::123456789012:role/platform-team", "arn:aws:iam::123456789012:role/canary-preview"
     run = run_program({"clusterAdminArns": f'["{admin}"]', "clusterViewerArns": f'["{viewer}"]'})
-    entries = run.named("cluster-eks").inputs["accessEntries"]
+    entries = {entry["principalArn"]: entry for entry in run.named("cluster-eks").inputs["accessEntries"].values()}
     policies = {
-        entry["principalArn"]: [
+        arn: [
             (association["policyArn"].rsplit("/", 1)[1], association["accessScope"]["type"])
-            for association in entry["accessPolicies"].values()
+            for association in entry.get("accessPolicies", {}).values()
         ]
-        for entry in entries.values()
+        for arn, entry in entries.items()
     }
-    assert policies == {
-        admin: [("AmazonEKSClusterAdminPolicy", "cluster")],
-        viewer: [("AmazonEKSViewPolicy", "cluster")],
-    }
-    # No Kubernetes groups: the view policy is all a viewer gets.
-    assert not any(entry.get("kubernetesGroups") for entry in entries.values())
+    # No EKS access policy for viewers: the group's RBAC is all they get.
+    assert policies == {admin: [("AmazonEKSClusterAdminPolicy", "cluster")], viewer: []}
+    assert entries[viewer]["kubernetesGroups"] == [PREVIEW_GROUP]
+    assert not entries[admin].get("kubernetesGroups")
+
+
+def preview_objects(run: ProgramRun) -> dict[str, Registered]:
+    kinds = [
+        "admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy",
+        "admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding",
+        "rbac.authorization.k8s.io/v1:ClusterRole",
+        "rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+    ]
+    found = {kind.rsplit(":", 1)[1]: run.of_type(f"kubernetes:{kind}") for kind in kinds}
+    assert all(len(objects) == 1 for objects in found.values()), found
+    return {kind: objects[0] for kind, objects in found.items()}
+
+
+@pytest.mark.parametrize("mode", ["eks", "existing"])
+def test_the_preview_group_may_read_and_dry_run_writes_only(mode: str) -> None:
+    run = run_program({} if mode == "eks" else EXISTING_CLUSTER)
+    objects = preview_objects(run)
+    (provider,) = run.of_type(PROVIDER)
+    assert all(run.provider_of(o) == provider for o in objects.values())
+    policy = objects["ValidatingAdmissionPolicy"].inputs["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConditions"] == [
+        {"name": "from-previewers", "expression": "'canary:previewers' in request.userInfo.groups"}
+    ]
+    assert [v["expression"] for v in policy["validations"]] == ["request.dryRun == true"]
+    (rule,) = policy["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE", "UPDATE", "DELETE", "CONNECT"]
+    assert rule["apiGroups"] == rule["apiVersions"] == ["*"] and rule["resources"] == ["*", "*/*"]
+    binding = objects["ValidatingAdmissionPolicyBinding"].inputs["spec"]
+    assert binding["validationActions"] == ["Deny"]
+    assert run.depends_on(objects["ValidatingAdmissionPolicyBinding"], objects["ValidatingAdmissionPolicy"])
+    # The role is granted only once the policy guarding it is bound.
+    assert run.depends_on(objects["ClusterRole"], objects["ValidatingAdmissionPolicyBinding"])
+    role_binding = objects["ClusterRoleBinding"].inputs
+    assert role_binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PREVIEW_GROUP}
+    ]
+    rules = objects["ClusterRole"].inputs["rules"]
+    verbs = {verb for rule in rules for verb in rule["verbs"]}
+    assert verbs == {"get", "list", "watch", "create", "patch", "update"}, "never delete, escalate, impersonate"
+    updates = [rule["resources"] for rule in rules if "update" in rule["verbs"]]
+    assert updates == [["customresourcedefinitions"]], "update (a PUT) only where the provider dry-runs with one"
+    assert not any("*" in rule["resources"] or "secrets" in rule["resources"] for rule in rules)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, EXISTING_CLUSTER, {**EXISTING_CLUSTER, "trafficApi": "gateway-api"}],
+    ids=["eks", "existing", "gateway-api"],
+)
+def test_the_preview_group_covers_every_kind_the_stack_manages(config: dict[str, str]) -> None:
+    """A kind the program declares but the role omits would make every preview of it fail as forbidden."""
+    run = run_program(config)
+    granted = {(group, resource) for group, resources in MANAGED_KINDS.items() for resource in resources}
+    declared = set()
+    for resource in run.resources:
+        if not resource.custom or not resource.type.startswith("kubernetes:") or resource.type in NOT_PREVIEWED:
+            continue
+        api_version, kind = resource.type.removeprefix("kubernetes:").split(":")
+        group = api_version.split("/")[0]
+        declared.add(("" if group == "core" else group, kind.removesuffix("Patch").lower() + "s"))
+    assert declared, "the program declares Kubernetes objects"
+    assert declared <= granted, declared - granted
 
 
 def test_every_kubernetes_resource_uses_the_clusters_provider(eks_run: ProgramRun) -> None:
