@@ -51,7 +51,7 @@ def declare_preview_access(name: str, parent: pulumi.Resource, provider: k8s.Pro
                         api_groups=["*"],
                         api_versions=["*"],
                         operations=["CREATE", "UPDATE", "DELETE", "CONNECT"],
-                        resources=["*", "*/*"],  # subresources too (status, scale, exec)
+                        resources=["*/*"],  # every resource and subresource (status, scale, exec)
                     )
                 ]
             ),

@@ -137,7 +137,7 @@ def test_the_preview_group_may_read_and_dry_run_writes_only(mode: str) -> None:
     assert [v["expression"] for v in policy["validations"]] == ["request.dryRun == true"]
     (rule,) = policy["matchConstraints"]["resourceRules"]
     assert rule["operations"] == ["CREATE", "UPDATE", "DELETE", "CONNECT"]
-    assert rule["apiGroups"] == rule["apiVersions"] == ["*"] and rule["resources"] == ["*", "*/*"]
+    assert rule["apiGroups"] == rule["apiVersions"] == ["*"] and rule["resources"] == ["*/*"]
     binding = objects["ValidatingAdmissionPolicyBinding"].inputs["spec"]
     assert binding["validationActions"] == ["Deny"]
     assert run.depends_on(objects["ValidatingAdmissionPolicyBinding"], objects["ValidatingAdmissionPolicy"])

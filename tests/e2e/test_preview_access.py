@@ -57,6 +57,22 @@ def test_the_previewer_may_not_patch_for_real(deployed: Stack, cluster: Kubectl)
     assert live_weights(cluster) == before
 
 
+def test_the_previewer_may_dry_run_a_create_only(deployed: Stack, cluster: Kubectl) -> None:
+    """A new object previews as a dry-run apply patch, which Kubernetes authorizes as a create: the
+    server then validates it (schema, admission); forbidden, the provider silently falls back to
+    echoing the inputs (provider.go, Create)."""
+    config_map = yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "preview-probe", "namespace": "default"}}
+    )
+    apply = ("apply", "--server-side", "--field-manager=preview-probe", "-f", "-")
+    result = cluster(*AS_PREVIEWER, *apply, "--dry-run=server", stdin=config_map, check=False)
+    assert result.returncode == 0, result.stderr
+    result = cluster(*AS_PREVIEWER, *apply, stdin=config_map, check=False)
+    assert result.returncode != 0
+    assert DRY_RUN_ONLY_MESSAGE in result.stderr
+    assert cluster("get", "-n", "default", "configmap", "preview-probe", check=False).returncode != 0
+
+
 def test_the_previewer_may_not_delete_or_read_secrets(deployed: Stack, cluster: Kubectl) -> None:
     for args in (("delete", *VIRTUAL_SERVICE), ("delete", *VIRTUAL_SERVICE, "--dry-run=server")):
         result = as_previewer(cluster, *args)
@@ -83,10 +99,16 @@ def test_a_preview_as_the_previewer_shows_the_weight_change(
         ops = steps_by_op(deployed.preview())
         # With only view rights this preview failed: `forbidden: cannot patch` (pulumi-kubernetes#2213).
         assert ops.get("update") == ["nginx-virtual-svc"], ops
+        # A new object previews as a dry-run apply patch of an object that does not exist: `create`.
+        deployed.set_config("trafficApi", "gateway-api")
+        ops = steps_by_op(deployed.preview())
+        assert "nginx-route" in ops.get("create", []), ops
+        deployed("config", "rm", "trafficApi")
         refused = deployed("up", "--yes", "--skip-preview", check=False)
         assert refused.returncode != 0
         assert DRY_RUN_ONLY_MESSAGE in refused.stdout + refused.stderr
     finally:
         kubeconfig.write_text(admin)
         deployed.set_config("canaryWeight", "0")
+        deployed("config", "rm", "trafficApi")
     assert live_weights(cluster)["v2"] == 0
