@@ -60,7 +60,7 @@ class EksCluster:
     node_group: NodeGroup
     admin_arns: tuple[str, ...]
     viewer_arns: tuple[str, ...]
-    """Principals with view-only access (AmazonEKSViewPolicy), e.g. the role CI previews with."""
+    """Principals in the preview group (infra/preview.py: read, dry runs only), e.g. the role CI previews with."""
     prefix_delegation: bool
     """VPC CNI prefix delegation: far more pods per node (t3a.medium: 110 instead of 17)."""
     api_access_cidrs: tuple[str, ...]
