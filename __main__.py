@@ -33,7 +33,7 @@ app = CanaryApp(
 pulumi.export("cluster_name", cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("ingress_host", mesh.ingress_host)
-pulumi.export("traffic_split", app.traffic_split)
+pulumi.export("traffic_split", app.applied_split)
 pulumi.export(
     "curl_loop",
     mesh.ingress_host.apply(

@@ -64,6 +64,39 @@ def _name(props: Mapping[str, Any]) -> str:
 # --- traffic split -------------------------------------------------------------------
 
 
+def _check_route_weights(
+    args: ResourceValidationArgs,
+    what: str,
+    weighted_rules: list[tuple[str, list[int], list[tuple[Any, int]], bool]],
+    stable: Any,
+    report_violation: ReportViolation,
+) -> None:
+    """One route's rules: (where, weights that must sum to 100 or [] if none must, (destination, share)
+    pairs, chosen by request). The canary stays under the pack's cap unless the change is a promotion."""
+    config = args.get_config() or {}
+    max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
+    allow_promotion = bool(config.get("allowPromotion", True))
+    for where, weights, shares, chosen_by_request in weighted_rules:
+        if weights and sum(weights) != 100:
+            report_violation(
+                f"{what}: the weights of {where} sum to {sum(weights)}, not 100. "
+                "Set canaryWeight (0-100); the stable version gets the rest.",
+                None,
+            )
+        for destination, share in shares:
+            is_canary = stable is not None and destination != stable
+            promotion = share == 100 and allow_promotion
+            # A header route for testers is not a share of traffic.
+            if is_canary and share > max_weight and not promotion and not chosen_by_request:
+                report_violation(
+                    f"{what} sends {share}% to canary {destination!r}, above the maximum of "
+                    f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
+                    + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
+                    + ".",
+                    None,
+                )
+
+
 def validate_traffic_split(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """VirtualService weights sum to 100 and the canary stays under the cap.
 
@@ -72,35 +105,15 @@ def validate_traffic_split(args: ResourceValidationArgs, report_violation: Repor
     """
     if args.resource_type != VIRTUAL_SERVICE:
         return
-    config = args.get_config()
-    max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
-    allow_promotion = bool(config.get("allowPromotion", True))
-    props = args.props
-    name = _name(props)
-    stable = _get(props, "metadata", "annotations", "canary/stable-version")
-    for index, http in enumerate(_get(props, "spec", "http") or []):
+    weighted_rules = []
+    for index, http in enumerate(_get(args.props, "spec", "http") or []):
         routes = http.get("route") or []
         implicit = 100 if len(routes) == 1 else 0  # Istio: a lone destination gets all of its requests
-        chosen_by_request = bool(http.get("match"))  # e.g. a header route for testers: not a share of traffic
         weights = [int(route.get("weight", implicit)) for route in routes]
-        if routes and sum(weights) != 100:
-            report_violation(
-                f"VirtualService {name}: the weights of http[{index}] sum to {sum(weights)}, not 100. "
-                "Set canaryWeight (0-100); the stable version gets the rest.",
-                None,
-            )
-        for route, weight in zip(routes, weights, strict=True):
-            subset = _get(route, "destination", "subset")
-            is_canary = stable is not None and subset != stable
-            promotion = weight == 100 and allow_promotion
-            if is_canary and weight > max_weight and not promotion and not chosen_by_request:
-                report_violation(
-                    f"VirtualService {name} sends {weight}% to canary {subset!r}, above the maximum of "
-                    f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
-                    + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
-                    + ".",
-                    None,
-                )
+        shares = [(_get(route, "destination", "subset"), weight) for route, weight in zip(routes, weights, strict=True)]
+        weighted_rules.append((f"http[{index}]", weights, shares, bool(http.get("match"))))
+    stable = _get(args.props, "metadata", "annotations", "canary/stable-version")
+    _check_route_weights(args, f"VirtualService {_name(args.props)}", weighted_rules, stable, report_violation)
 
 
 def validate_traffic_split_subsets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -136,35 +149,18 @@ def validate_http_route_split(args: ResourceValidationArgs, report_violation: Re
     # A resource rule: it runs before the route changes, even on `up --skip-preview`.
     if args.resource_type != HTTP_ROUTE:
         return
-    config = args.get_config() or {}
-    max_weight = int(config.get("maxCanaryWeight", DEFAULT_MAX_CANARY_WEIGHT))
-    allow_promotion = bool(config.get("allowPromotion", True))
-    name = _name(args.props)
-    stable = _get(args.props, "metadata", "annotations", "canary/stable-backend")
+    weighted_rules = []
     for index, rule in enumerate(_get(args.props, "spec", "rules") or []):
         backends = rule.get("backendRefs") or []
         # The Gateway API's default weight is 1: a lone backend gets all of the rule's requests.
         weights = [int(backend.get("weight", 1)) for backend in backends]
         shares = [100] if len(backends) == 1 and weights[0] > 0 else weights
-        if len(backends) > 1 and sum(weights) != 100:
-            report_violation(
-                f"HTTPRoute {name}: the weights of rules[{index}] sum to {sum(weights)}, not 100. "
-                "Set canaryWeight (0-100); the stable version gets the rest.",
-                None,
-            )
-        # A header route for testers is not a share of traffic (every rule matches path prefix / once stored).
+        # Every stored rule gets a path prefix match: only a header match makes a header route.
         chosen_by_request = any(match.get("headers") for match in rule.get("matches") or [])
-        for backend, share in zip(backends, shares, strict=True):
-            is_canary = stable is not None and backend.get("name") != stable
-            promotion = share == 100 and allow_promotion
-            if is_canary and share > max_weight and not promotion and not chosen_by_request:
-                report_violation(
-                    f"HTTPRoute {name} sends {share}% to canary {backend.get('name')!r}, above the maximum of "
-                    f"{max_weight}%. Step up to at most {max_weight}, or promote explicitly with canaryWeight 100"
-                    + ("" if allow_promotion else " (promotions are disabled for this stack by allowPromotion)")
-                    + ".",
-                    None,
-                )
+        pairs = [(backend.get("name"), share) for backend, share in zip(backends, shares, strict=True)]
+        weighted_rules.append((f"rules[{index}]", weights if len(backends) > 1 else [], pairs, chosen_by_request))
+    stable = _get(args.props, "metadata", "annotations", "canary/stable-backend")
+    _check_route_weights(args, f"HTTPRoute {_name(args.props)}", weighted_rules, stable, report_violation)
 
 
 # --- workloads -------------------------------------------------------------------------

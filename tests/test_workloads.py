@@ -9,7 +9,7 @@ import pytest
 from mesh import gateway
 from mesh.gateway import ingress_gateway
 from settings import load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program, wait
 from workloads import manifests
 
 ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]
@@ -381,3 +381,13 @@ def test_the_http_route_in_full_with_header_and_mirror() -> None:
             },
         ],
     }
+
+
+@pytest.mark.parametrize("traffic_api", ["istio", "gateway-api"])
+def test_the_split_output_waits_for_the_object_that_carries_it(traffic_api: str) -> None:
+    """A refused or failed update of the route never reaches the stack output: it is built from the route."""
+    run = run_program({**EXISTING_CLUSTER, "trafficApi": traffic_api, "canaryWeight": "30"})
+    app = run.module["app"]
+    carrier = app.istio_objects["HTTPRoute" if traffic_api == "gateway-api" else "VirtualService"]
+    assert run.output(app.applied_split) == {"v1": 70, "v2": 30}
+    assert wait(app.applied_split.resources()) == {carrier}

@@ -32,6 +32,11 @@ class CanaryApp(pulumi.ComponentResource):
     """`canary:workloads:CanaryApp`: stable and canary Deployments, their Services and routing."""
 
     traffic_split: dict[str, int]
+    """The split the settings ask for."""
+    applied_split: pulumi.Output[dict[str, int]]
+    """The same split, known only once the object that carries it has been applied: an update that is refused
+    or fails before it leaves a stack output built from this as it was, instead of announcing a split the
+    cluster does not serve."""
     deployments: dict[str, k8s.apps.v1.Deployment]
     """By version label."""
     service: k8s.core.v1.Service
@@ -103,4 +108,8 @@ class CanaryApp(pulumi.ComponentResource):
             )
 
         self.traffic_split = manifests.traffic_split(app)
-        self.register_outputs({"traffic_split": self.traffic_split})
+        carrier = self.istio_objects["HTTPRoute" if gateway.gateway_api else "VirtualService"]
+        split = dict(self.traffic_split)
+        # The engine answers a registration only after the step ran; in a preview that is the planned step.
+        self.applied_split = carrier.urn.apply(lambda _: split)
+        self.register_outputs({"traffic_split": self.applied_split})

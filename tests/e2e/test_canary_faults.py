@@ -104,6 +104,8 @@ def test_a_refused_step_by_hand_with_skip_preview_never_reaches_the_cluster(
     assert result.returncode != 0
     assert "traffic-split" in result.stdout + result.stderr and "above the maximum of 50%" in result.stdout
     assert split(cluster) == {"v1": 100, "v2": 0}, "the resource rule ran before the VirtualService changed"
+    output = json.loads(stack("stack", "output", "traffic_split", "--json").stdout)
+    assert output == {"v1": 100, "v2": 0}, "the stack output says what is served, not what was refused"
     stack.set_config("canaryWeight", "0")
     assert_clean(stack)
 
