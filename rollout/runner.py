@@ -335,9 +335,7 @@ class Rollout:
         seen = self._last_version() if updating_next else self._seen
         served = self.stack.served()
         if served is not None and (served.canary_weight, served.canary) != (report.weight, self._canary):
-            stored = self.stack.read_record()
-            if not self._record.owns(stored):
-                raise RunLost(self._lost(stored))
+            self._owned_record()  # an abort elsewhere is `lost`, not someone else's split
             last = self.stack.last_update()
             by = repr(last.message) if last is not None else "?"
             raise SplitChanged(
@@ -346,17 +344,19 @@ class Rollout:
             )
         self._seen = seen  # the record itself is checked by _save, right after
 
-    def _lost(self, stored: RunRecord | None) -> str:
-        assert self._record is not None
-        by = "aborted" if stored is None else "taken over by " + stored.describe()
-        return f"run {self._record.id} no longer owns stack {self.stack.name} ({by}); stopping without changes"
-
-    def _enter(self, phase: RunPhase) -> None:
+    def _owned_record(self) -> RunRecord:
+        """This run's record, once the stack's copy shows the run still owns it; RunLost otherwise."""
         assert self._record is not None
         stored = self.stack.read_record()
         if not self._record.owns(stored):
-            raise RunLost(self._lost(stored))
-        self._record = self._record.entering(phase)
+            by = "aborted" if stored is None else "taken over by " + stored.describe()
+            raise RunLost(
+                f"run {self._record.id} no longer owns stack {self.stack.name} ({by}); stopping without changes"
+            )
+        return self._record
+
+    def _enter(self, phase: RunPhase) -> None:
+        self._record = self._owned_record().entering(phase)
         self.stack.write_record(self._record)
 
     def _analyse(self, options: RunOptions, target: Target, step: int, weight: int) -> list[CheckResult]:
@@ -369,9 +369,5 @@ class Rollout:
         return self.analyst.evaluate(options.checks, target)
 
     def _save(self, progress: Progress) -> None:
-        assert self._record is not None
-        stored = self.stack.read_record()
-        if not self._record.owns(stored):
-            raise RunLost(self._lost(stored))
-        self._record = self._record.moved_to(progress)
+        self._record = self._owned_record().moved_to(progress)
         self.stack.write_record(self._record)
