@@ -13,7 +13,7 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -200,6 +200,11 @@ def _cidr_list(raw: str) -> tuple[str, ...] | None:
     return values
 
 
+def _repeated(items: Sequence[object]) -> list[str]:
+    """The items listed more than once, each named once, sorted."""
+    return sorted({str(item) for item in items if items.count(item) > 1})
+
+
 # Ranges no internet client comes from: private (RFC 1918), shared (RFC 6598), loopback, link-local,
 # "this network", multicast and reserved. EKS's public endpoint refuses private ranges.
 NOT_PUBLIC = tuple(
@@ -220,7 +225,7 @@ def _read_api_access(read: _Reader) -> tuple[str, ...]:
         (),
     )
     networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
-    repeated = sorted({str(network) for network in networks if networks.count(network) > 1})
+    repeated = _repeated(networks)
     if repeated:
         read.fail(key, list(cidrs), f"lists {', '.join(repeated)} more than once")
     private = [str(network) for network in networks if any(network.subnet_of(block) for block in NOT_PUBLIC)]
@@ -279,7 +284,7 @@ def _read_access(read: _Reader) -> dict[str, tuple[str, ...]]:
     admins = read.string_list("clusterAdminArns", IAM_PRINCIPAL, "IAM role or user ARNs")
     viewers = read.string_list("clusterViewerArns", IAM_PRINCIPAL, "IAM role or user ARNs")
     for key, arns in (("clusterAdminArns", admins), ("clusterViewerArns", viewers)):
-        repeated = sorted({arn for arn in arns if arns.count(arn) > 1})
+        repeated = _repeated(arns)
         if repeated:
             read.fail(key, list(arns), f"must list each ARN once (repeated: {', '.join(repeated)})")
     both = sorted(set(admins) & set(viewers))
