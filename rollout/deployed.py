@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from settings import workload_name
+
 VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"  # trafficApi gateway-api
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -84,10 +86,15 @@ def _route_app(route: Mapping[str, Any]) -> str:
     return str(next((p.get("name") for p in parents if p.get("kind") == "Service"), ""))
 
 
+def _version_of(app: str, service: str) -> str:
+    """The version label of a backend Service named by workload_name(app, version)."""
+    return service.removeprefix(workload_name(app, ""))
+
+
 def _served_by_http_route(route: Mapping[str, Any]) -> Served:
     """An HTTPRoute's split: weighted backendRefs to the Services `<app>-<version>`."""
     annotations = _get(route, "metadata", "annotations") or {}
-    prefix = f"{_route_app(route)}-"
+    app = _route_app(route)
     header, split, mirror = None, {}, 0
     for rule in _get(route, "spec", "rules") or []:
         # The API server gives every rule a match (path prefix /): the header route is the one matching headers.
@@ -96,7 +103,7 @@ def _served_by_http_route(route: Mapping[str, Any]) -> Served:
             continue
         backends = rule.get("backendRefs") or []
         implicit = 100 if len(backends) == 1 else 0  # the Gateway API's default weight 1: a lone backend gets all
-        split = {str(b.get("name", "")).removeprefix(prefix): int(b.get("weight", implicit)) for b in backends}
+        split = {_version_of(app, str(b.get("name", ""))): int(b.get("weight", implicit)) for b in backends}
         mirrors = [f for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
         mirror = int(_get(mirrors[0], "requestMirror", "percent") or 0) if mirrors else 0
     stable = str(annotations.get("canary/stable-version", ""))
@@ -124,7 +131,7 @@ def deployed_config(resources: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     )
     deployments = {_get(d.get("outputs"), "metadata", "name"): d.get("outputs") for d in _live(resources, DEPLOYMENT)}
     for role, version in (("stable", split.stable), ("canary", split.canary)):
-        deployment = deployments.get(f"{app}-{version}")
+        deployment = deployments.get(workload_name(app, version))
         if deployment is None:
             continue
         replicas = _get(deployment, "spec", "replicas")
