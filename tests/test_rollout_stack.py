@@ -1,0 +1,374 @@
+"""rollout/stack.py: the Automation API wrapper every `canary` change goes through.
+
+The engine cannot run in the unit tier, so two stand-ins take its place: the Automation API's
+`Stack` (config, state, update history and tags of one stack, in memory) and a `pulumi` CLI for
+`pulumi up` (a shell script that logs its arguments, prints what the engine would and exits
+with its code; one variant sends the Ctrl-C a person would press while it runs). What is
+checked is what the user relies on: the config after a failed or interrupted update matches
+what the state says is deployed, the report says what is served, and the engine is cancelled
+(not killed) on the first interrupt.
+"""
+
+from __future__ import annotations
+
+import signal
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from rollout.record import TAG, RunRecord
+from rollout.stack import ApplyError, PulumiStack, Update, UpdateInterrupted
+from settings import SettingsError
+from tests.harness import EXISTING_CLUSTER, PROJECT_DIR
+from tests.test_rollout import state_of
+
+PROJECT = "canary"
+
+
+@dataclass
+class Summary:
+    """The two fields of an UpdateSummary the tool reads."""
+
+    version: int | None
+    message: str
+
+
+@dataclass
+class Command:
+    command: str
+
+
+@dataclass
+class WorkspaceStandIn:
+    pulumi_command: Command
+    work_dir: str
+    env_vars: dict[str, str] = field(default_factory=dict)
+    pulumi_home: str | None = None
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def list_tags(self, stack_name: str) -> dict[str, str]:
+        return dict(self.tags.get(stack_name, {}))
+
+    def set_tag(self, stack_name: str, key: str, value: str) -> None:
+        self.tags.setdefault(stack_name, {})[key] = value
+
+    def remove_tag(self, stack_name: str, key: str) -> None:
+        del self.tags[stack_name][key]
+
+
+class AutomationStackStandIn:
+    """The Automation API's Stack over one stack: config keys as `project:key`, the state's resources."""
+
+    def __init__(self, workspace: WorkspaceStandIn, config: Mapping[str, str], resources: list[dict[str, Any]]) -> None:
+        self.workspace = workspace
+        self.config = {f"{PROJECT}:{key}": value for key, value in config.items()}
+        self.resources = resources
+        self.pending_operations: list[dict[str, Any]] = []
+        self.updates: list[Summary] = []  # newest first, as `pulumi stack history` lists them
+        self.config_calls: list[str] = []
+
+    def get_all_config(self) -> dict[str, auto.ConfigValue]:
+        return {key: auto.ConfigValue(value) for key, value in self.config.items()}
+
+    def set_all_config(self, values: Mapping[str, auto.ConfigValue]) -> None:
+        self.config_calls.append("set_all " + ",".join(values))
+        self.config.update({f"{PROJECT}:{key}": value.value for key, value in values.items()})
+
+    def set_config(self, key: str, value: auto.ConfigValue) -> None:
+        self.config_calls.append(f"set {key}")
+        self.config[f"{PROJECT}:{key}"] = value.value
+
+    def remove_config(self, key: str) -> None:
+        self.config_calls.append(f"remove {key}")
+        del self.config[f"{PROJECT}:{key}"]
+
+    def export_stack(self) -> auto.Deployment:
+        state: dict[str, Any] = {"resources": self.resources}
+        if self.pending_operations:
+            state["pending_operations"] = self.pending_operations
+        return auto.Deployment(version=3, deployment=state)
+
+    def history(self, page_size: int | None = None, show_secrets: bool = True) -> list[Summary]:
+        assert not show_secrets, "the tool never needs secrets from the history"
+        return self.updates[:page_size]
+
+
+def engine_stand_in(bin_dir: Path, output: str, exit_code: int, interrupts: int = 0) -> Path:
+    """A `pulumi` that logs its arguments, prints `output` and exits with `exit_code`. With `interrupts`, it
+    sends that many Ctrl-Cs to its parent (the tool) while it runs, one per SIGINT it gets (the first after a
+    pause), logging each SIGINT, and exits 255 after the last, as a cancelled engine does."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "pulumi"
+    log = bin_dir / "calls.txt"
+    lines = ["#!/bin/sh", f"echo \"$*\" >> '{log}'", f"printf '%s' '{output}'"]
+    if interrupts:
+        lines += [
+            "got=0",
+            f"on_int() {{ got=$((got + 1)); echo SIGINT >> '{log}'; "
+            f"if [ $got -ge {interrupts} ]; then exit 255; fi; kill -INT $PPID; }}",
+            "trap on_int INT",
+            "sleep 0.3; kill -INT $PPID",
+            "while :; do sleep 0.05; done",
+        ]
+    lines.append(f"exit {exit_code}")
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return log
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    return tmp_path / "bin"
+
+
+def open_stack(
+    monkeypatch: pytest.MonkeyPatch,
+    bin_dir: Path,
+    config: Mapping[str, str],
+    deployed: Mapping[str, str],
+    policy_packs: list[str] | None = None,
+) -> tuple[PulumiStack, AutomationStackStandIn, list[str]]:
+    """PulumiStack over a stand-in whose state holds what the program deploys with `deployed`."""
+    workspace = WorkspaceStandIn(Command(str(bin_dir / "pulumi")), str(PROJECT_DIR))
+    automation = AutomationStackStandIn(workspace, config, state_of(dict(deployed)))
+    selected: list[tuple[str, str]] = []
+
+    def select_stack(name: str, work_dir: str) -> AutomationStackStandIn:
+        selected.append((name, work_dir))
+        return automation
+
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    said: list[str] = []
+    outputs: list[str] = []
+    stack = PulumiStack("dev", PROJECT_DIR, policy_packs, on_output=outputs.append, notify=said.append)
+    assert selected == [("dev", str(PROJECT_DIR))]
+    assert (stack.name, stack.project) == ("dev", PROJECT)
+    said.extend(f"output: {line}" for line in outputs)
+    return stack, automation, said
+
+
+AT_10 = {**EXISTING_CLUSTER, "canaryWeight": "10"}
+HEADER_ROUTE = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58"}
+
+
+def test_an_update_sets_the_config_then_runs_pulumi_up_with_the_policy_packs(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    log = engine_stand_in(bin_dir, "Resources:\n    1 updated\n", 0)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10, policy_packs=["policy", "extra"])
+    seconds = stack.apply({"canaryWeight": "25"}, "canary: step 2 of 4")
+    assert 0 < seconds < 30
+    assert automation.config[f"{PROJECT}:canaryWeight"] == "25"
+    assert log.read_text().splitlines() == [
+        "up --yes --skip-preview --non-interactive --stack dev --message canary: step 2 of 4 --color never "
+        "--suppress-progress --policy-pack policy --policy-pack extra"
+    ]
+
+
+def test_the_engines_output_goes_to_the_callback_line_by_line(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    engine_stand_in(bin_dir, "Updating (dev)\nResources:\n    1 updated\n", 0)
+    workspace = WorkspaceStandIn(Command(str(bin_dir / "pulumi")), str(PROJECT_DIR))
+    automation = AutomationStackStandIn(workspace, AT_10, state_of(AT_10))
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: automation)
+    lines: list[str] = []
+    PulumiStack("dev", PROJECT_DIR, on_output=lines.append).apply({"canaryWeight": "25"}, "m")
+    assert lines == ["Updating (dev)", "Resources:", "    1 updated"]
+
+
+def test_an_invalid_change_is_refused_before_the_config_or_the_cluster_changes(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    log = engine_stand_in(bin_dir, "", 0)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    with pytest.raises(SettingsError, match="canaryWeight"):
+        stack.apply({"canaryWeight": "101"}, "m")
+    assert automation.config_calls == []
+    assert not log.exists()
+
+
+REFUSED = """Previewing update (dev):
+Policies:
+    canary-guardrails@v0.0.1 (local: policy)
+        - [mandatory]  traffic-split  (kubernetes:networking.istio.io/v1:VirtualService: nginx-virtual-svc)
+          canaryWeight 60 is above the maximum of 50%
+
+Diagnostics:
+  pulumi:pulumi:Stack (canary-dev):
+    error: update failed
+"""
+
+
+def test_a_refused_update_puts_the_config_back_to_what_the_state_serves(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    engine_stand_in(bin_dir, REFUSED, 255)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    with pytest.raises(ApplyError) as refused:
+        stack.apply({"canaryWeight": "60", "canaryReplicas": "3", **HEADER_ROUTE}, "m")
+    assert automation.config[f"{PROJECT}:canaryWeight"] == "10"
+    assert automation.config[f"{PROJECT}:canaryReplicas"] == "1", "the replicas the state's Deployment has"
+    assert automation.config[f"{PROJECT}:canaryHeaderName"] == "", "the state serves no header route"
+    assert f"{PROJECT}:canaryHeaderValue" not in automation.config, "a key the state cannot tell, new: removed"
+    report = str(refused.value).splitlines()
+    assert report[0] == "pulumi up failed:"
+    assert report[1] == "Policies:"
+    assert "canaryWeight 60 is above the maximum of 50%" in str(refused.value)
+    assert "deployed: v1 90% / v2 10%" in report
+    assert report[-1] == (
+        "stack config set to what is deployed: canaryWeight=10, canaryReplicas=1, canaryHeaderName=, "
+        "canaryHeaderValue=None"
+    )
+
+
+def test_an_update_that_failed_after_the_change_keeps_the_config_that_is_deployed(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    """The engine changed the VirtualService, then failed on something else: the config stays at what is served,
+    and no config call is made for a key that already says so."""
+    engine_stand_in(bin_dir, "error: a Deployment did not become ready\n", 1)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, {**AT_10, "canaryWeight": "25"})
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "25"}, "m")
+    assert automation.config[f"{PROJECT}:canaryWeight"] == "25"
+    assert automation.config_calls == ["set_all canaryWeight"]
+    assert str(failed.value).splitlines() == [
+        "pulumi up failed:",
+        "error: a Deployment did not become ready",
+        "deployed: v1 75% / v2 25%",
+        "stack config set to what is deployed: canaryWeight=25",
+    ]
+
+
+def test_a_change_made_by_someone_else_meanwhile_is_not_undone(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    engine_stand_in(bin_dir, "error: the stack is locked\n", 255)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    real_set_all = automation.set_all_config
+
+    def then_an_abort_elsewhere(values: Mapping[str, auto.ConfigValue]) -> None:
+        real_set_all(values)
+        automation.config[f"{PROJECT}:canaryWeight"] = "0"  # `canary abort` wrote its config meanwhile
+
+    automation.set_all_config = then_an_abort_elsewhere  # type: ignore[method-assign]
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "50"}, "m")
+    assert automation.config[f"{PROJECT}:canaryWeight"] == "0"
+    assert "stack config set" not in str(failed.value)
+
+
+def test_pending_operations_left_by_a_forced_stop_are_reported_with_the_way_out(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    engine_stand_in(bin_dir, "error: update canceled\n", 255)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    automation.pending_operations = [{"type": "updating"}, {"type": "creating"}]
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "20"}, "m")
+    assert str(failed.value).splitlines()[-1] == (
+        "2 operation(s) were left pending by the forced stop; `pulumi refresh` (then `pulumi stack export`) clears them"
+    )
+
+
+def test_before_the_first_update_the_report_says_nothing_is_deployed(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    engine_stand_in(bin_dir, "error: boom\n", 1)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    automation.resources = []
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "20"}, "m")
+    assert "deployed: nothing yet" in str(failed.value).splitlines()
+    assert f"{PROJECT}:canaryWeight" in automation.config and automation.config[f"{PROJECT}:canaryWeight"] == "10"
+    assert stack.served() is None and stack.deployed_split() is None
+
+
+def test_a_ctrl_c_cancels_the_engine_lets_it_finish_and_reconciles(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    log = engine_stand_in(bin_dir, "", 0, interrupts=1)
+    stack, automation, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(UpdateInterrupted) as interrupted:
+            stack.apply({"canaryWeight": "40"}, "m")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert log.read_text().splitlines()[1:] == ["SIGINT"], "the engine got one Ctrl-C, and was not killed"
+    assert said == [
+        "interrupted: cancelling the update; pulumi finishes the operations in flight and unlocks the stack "
+        "(interrupt again to force it, which can leave operations pending)"
+    ]
+    assert automation.config[f"{PROJECT}:canaryWeight"] == "10"
+    assert str(interrupted.value).splitlines()[:2] == ["the update was cancelled", "deployed: v1 90% / v2 10%"]
+
+
+def test_a_second_ctrl_c_forces_the_engine_to_stop(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    log = engine_stand_in(bin_dir, "", 0, interrupts=2)
+    stack, _, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(UpdateInterrupted):
+            stack.apply({"canaryWeight": "40"}, "m")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert log.read_text().splitlines()[1:] == ["SIGINT", "SIGINT"]
+    assert said[1] == "interrupted again: forcing pulumi to stop now"
+
+
+def test_the_engine_runs_with_the_workspaces_environment_and_pulumi_home(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path, tmp_path: Path
+) -> None:
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(f"#!/bin/sh\necho \"$PULUMI_HOME $CANARY_TEST_VAR $(pwd)\" > '{bin_dir}/env.txt'\n")
+    script.chmod(0o755)
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    automation.workspace.env_vars = {"CANARY_TEST_VAR": "from-workspace"}
+    automation.workspace.pulumi_home = str(tmp_path / "home")
+    stack.apply({"canaryWeight": "20"}, "m")
+    assert (bin_dir / "env.txt").read_text().split() == [str(tmp_path / "home"), "from-workspace", str(PROJECT_DIR)]
+
+
+def test_settings_are_the_stacks_config_with_the_changes_applied(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    stack, _, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    assert stack.settings().app.canary_weight == 10
+    assert stack.settings({"canaryWeight": "30"}).app.canary_weight == 30
+    with pytest.raises(SettingsError, match="canaryWeight"):
+        stack.settings({"canaryWeight": "-1"})
+
+
+def test_what_is_served_comes_from_the_state_not_the_config(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    stack, _, _ = open_stack(monkeypatch, bin_dir, {**AT_10, "canaryWeight": "50"}, AT_10)
+    served = stack.served()
+    assert served is not None and served.split == {"v1": 90, "v2": 10}
+    assert stack.deployed_split() == {"v1": 90, "v2": 10}
+
+
+def test_the_update_history_newest_first_down_to_a_version(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    assert stack.last_update() is None
+    automation.updates = [Summary(9, "abort"), Summary(8, "step 2"), Summary(7, "step 1"), Summary(6, "up")]
+    assert stack.last_update() == Update(9, "abort")
+    assert stack.updates_since(7) == [Update(9, "abort"), Update(8, "step 2")]
+    assert stack.updates_since(9) == []
+    automation.updates = [Summary(None, "in progress")]
+    assert stack.last_update() == Update(0, "in progress")
+
+
+def test_the_run_record_lives_in_one_stack_tag(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    automation.workspace.tags = {"dev": {"owner": "platform"}, "other": {TAG: "{}"}}
+    assert stack.read_record() is None
+    stack.clear_record()  # nothing to clear: the other tags stay
+    record = RunRecord.begin((10, 50))
+    stack.write_record(record)
+    assert automation.workspace.tags["dev"] == {"owner": "platform", TAG: record.encode()}
+    assert stack.read_record() == record
+    stack.clear_record()
+    assert automation.workspace.tags == {"dev": {"owner": "platform"}, "other": {TAG: "{}"}}
