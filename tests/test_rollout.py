@@ -31,7 +31,7 @@ from rollout.runner import RunRefused
 from rollout.stack import _diagnostics, reconciliations
 from rollout.view import ProgressView
 from settings import AppSettings, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, run_program
+from tests.harness import EXISTING_CLUSTER, HEADER_AND_MIRROR, HEADER_ROUTE, DictConfig, run_program
 
 SUCCESS, LATENCY = builtin_checks()
 GATE = Gate(steps=(10, 25, 50, 100), threshold=2, error_limit=3)
@@ -177,7 +177,7 @@ def test_promotion_after_a_full_shift_is_only_the_swap_and_the_result_is_valid()
 
 
 def test_promotion_turns_the_header_route_off() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "canaryWeight": "100"}
+    header = {**HEADER_ROUTE, "canaryWeight": "100"}
     swap = promotion_phases(app_settings(header))[-1]
     assert swap.changes["canaryHeaderName"] == ""
     assert app_settings({**header, **swap.changes}).canary_header is None
@@ -299,11 +299,10 @@ def test_a_record_of_an_older_version_is_a_run_in_its_steps() -> None:
 
 
 def test_back_to_stable_turns_off_everything_that_reaches_the_canary() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
-    changes, turned_off = back_to_stable(app_settings({"canaryWeight": "25", **header}))
+    changes, turned_off = back_to_stable(app_settings({"canaryWeight": "25", **HEADER_AND_MIRROR}))
     assert changes == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
     assert turned_off == ["header route x-canary", "mirroring of 20% of requests"]
-    after = app_settings({"canaryWeight": "25", **header, **changes})
+    after = app_settings({"canaryWeight": "25", **HEADER_AND_MIRROR, **changes})
     assert (after.canary_weight, after.canary_header, after.mirror_percent) == (0, None, 0)
     assert back_to_stable(app_settings({"canaryWeight": "25"})) == ({"canaryWeight": "0"}, [])
 
@@ -312,9 +311,6 @@ def state_of(config: dict[str, str]) -> list[dict[str, Any]]:
     """The resources of a stack's state as `pulumi stack export` gives them: outputs are what was applied."""
     run = run_program({**EXISTING_CLUSTER, **config})
     return [{"type": r.type, "outputs": r.inputs} for r in run.resources if r.custom]
-
-
-HEADER_AND_MIRROR = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
 
 
 @pytest.mark.parametrize("traffic_api", ["istio", "gateway-api"])
