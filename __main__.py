@@ -17,18 +17,7 @@ on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
 
 on_eks = isinstance(settings.cluster, EksCluster)
 mesh = Mesh("mesh", MeshArgs(settings.mesh, on_eks=on_eks, schedulable=cluster.schedulable), opts=on_cluster)
-app = CanaryApp(
-    "app",
-    CanaryAppArgs(
-        settings.app,
-        namespace=mesh.app_namespace,
-        ingress_gateway=mesh.ingress_gateway,
-        sidecar_injector=mesh.sidecar_injector,
-        istio_crds=mesh.istio_crds,
-        spread_over_zones=on_eks,
-    ),
-    opts=on_cluster,
-)
+app = CanaryApp("app", CanaryAppArgs(settings.app, mesh, spread_over_zones=on_eks), opts=on_cluster)
 
 pulumi.export("cluster_name", cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)

@@ -40,6 +40,7 @@ class Footprint:
     pods: int
     pod: Requests
     note: str = ""
+    """Said after it in the capacity advice: why it runs, or how its pod is made up (the plan writes that)."""
     per_node: bool = False
     """A DaemonSet: one pod on every node (`pods` is then the node count, set by the plan)."""
     setting: str | None = None

@@ -51,7 +51,7 @@ def _placed(footprints: tuple[Footprint, ...], node_count: int) -> tuple[Footpri
         if item.sidecar:
             continue
         if item.per_node:
-            item = replace(item, pods=node_count)
+            item = replace(item, pods=node_count, note="one per node")
         if item.injected:  # no sidecar declared: ambient mode, where ztunnel and the waypoint carry the traffic
             note = f"app {item.pod} + istio-proxy sidecar {sidecar}" if sidecar != NO_REQUESTS else "no sidecar"
             item = replace(item, pod=item.pod + sidecar, note=note, injected=False)

@@ -17,6 +17,6 @@ def footprint(cluster: EksCluster | ExistingCluster) -> list[Footprint]:
         return []  # an existing cluster's own pods are not known here
     return [
         Footprint("coredns", COREDNS_REPLICAS, Requests(100, 70)),
-        Footprint("aws-node", 0, Requests(25, 64), note="one per node", per_node=True),
-        Footprint("kube-proxy", 0, Requests(100, 64), note="one per node", per_node=True),
+        Footprint("aws-node", 0, Requests(25, 64), per_node=True),
+        Footprint("kube-proxy", 0, Requests(100, 64), per_node=True),
     ]

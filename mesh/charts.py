@@ -218,6 +218,19 @@ CANARY_DASHBOARD_CONFIGMAP = "canary-grafana-dashboard"
 GRAFANA_ADMIN_USER = "admin"
 
 
+def _dashboard_provider(name: str) -> dict[str, Any]:
+    """The provider that shows the dashboards of `dashboards.<name>` and `dashboardsConfigMaps.<name>`
+    as folder <name>: the chart puts their files where its values.yaml says the provider's path must be."""
+    return {
+        "name": name,
+        "orgId": 1,
+        "folder": name,
+        "type": "file",
+        "disableDeletion": False,
+        "options": {"path": f"/var/lib/grafana/dashboards/{name}"},
+    }
+
+
 def grafana_values(istio_version: str) -> dict[str, Any]:
     source = f"https://raw.githubusercontent.com/istio/istio/{istio_version}/manifests/addons/dashboards"
     return {
@@ -246,24 +259,7 @@ def grafana_values(istio_version: str) -> dict[str, Any]:
         "dashboardProviders": {
             "dashboardproviders.yaml": {
                 "apiVersion": 1,
-                "providers": [
-                    {
-                        "name": "istio",
-                        "orgId": 1,
-                        "folder": "istio",
-                        "type": "file",
-                        "disableDeletion": False,
-                        "options": {"path": "/var/lib/grafana/dashboards/istio"},
-                    },
-                    {
-                        "name": "canary",
-                        "orgId": 1,
-                        "folder": "canary",
-                        "type": "file",
-                        "disableDeletion": False,
-                        "options": {"path": "/var/lib/grafana/dashboards/canary"},
-                    },
-                ],
+                "providers": [_dashboard_provider(folder) for folder in ("istio", "canary")],
             }
         },
         "dashboardsConfigMaps": {"canary": CANARY_DASHBOARD_CONFIGMAP},

@@ -26,9 +26,7 @@ def footprint(settings: MeshSettings, on_eks: bool) -> list[Footprint]:
     items = [
         *(
             [
-                Footprint(
-                    "ztunnel", 0, requests_of(charts.ztunnel_values()["resources"]), "one per node", per_node=True
-                ),
+                Footprint("ztunnel", 0, requests_of(charts.ztunnel_values()["resources"]), per_node=True),
                 Footprint("waypoint", 1, requests_of(istiod["global"]["waypoint"]["resources"]), "the app's L7 proxy"),
             ]
             if mode == "ambient"
@@ -45,11 +43,7 @@ def footprint(settings: MeshSettings, on_eks: bool) -> list[Footprint]:
         ),
     ]
     if settings.install_istio:  # an Istio installed elsewhere may not use the CNI node agent
-        items.append(
-            Footprint(
-                "istio-cni", 0, requests_of(charts.cni_values(mode)["resources"]), note="one per node", per_node=True
-            )
-        )
+        items.append(Footprint("istio-cni", 0, requests_of(charts.cni_values(mode)["resources"]), per_node=True))
     addons = settings.addons
     if addons.prometheus:
         values = charts.prometheus_values()

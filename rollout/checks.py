@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from string import Template
 from typing import Literal
 
@@ -61,18 +61,18 @@ class Check:
 
 @dataclass(frozen=True)
 class Target:
-    """The workload a check looks at: one version's Deployment, as Istio labels its series."""
+    """The workload a check looks at: one version's Deployment, as Istio labels its series.
+    Each field fills the query's placeholder of its name ($namespace, $workload, ...)."""
 
     namespace: str
     workload: str
     window: str
+    """The range each query's rates are taken over, a PromQL duration ("1m")."""
     reporter: str = "destination"
     """The proxy whose series count: the pods' sidecars, or the waypoint in ambient mode."""
 
     def fill(self, query: str) -> str:
-        return Template(query).substitute(
-            namespace=self.namespace, workload=self.workload, window=self.window, reporter=self.reporter
-        )
+        return Template(query).substitute(asdict(self))
 
 
 @dataclass(frozen=True)

@@ -382,6 +382,10 @@ class DictConfig:
 
 
 EXISTING_CLUSTER = {"clusterMode": "existing", "kubeconfig": "/tmp/kubeconfig.yaml", "kubeContext": "kind-canary"}
+HEADER_VALUE = "3f9c2a7be1d04c58"  # as unguessable as settings/ demands of a header that reaches the canary
+HEADER_ROUTE = {"canaryHeaderName": "x-canary", "canaryHeaderValue": HEADER_VALUE}
+"""The tests' header route for testers to the canary."""
+HEADER_AND_MIRROR = {**HEADER_ROUTE, "mirrorPercent": "20"}
 
 
 def describe(name: str) -> InstanceType:

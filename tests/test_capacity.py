@@ -361,6 +361,8 @@ def test_nodes_add_their_daemonset_pods() -> None:
     three, four = plan_of(), plan_of({"nodeDesiredCount": "4"})
     assert four.pods - three.pods == 3, "aws-node, kube-proxy and istio-cni"
     assert four.needed == three.needed + Requests(225, 228)
+    daemonsets = {item.name: (item.pods, item.note) for item in four.items if item.per_node}
+    assert daemonsets == dict.fromkeys(("aws-node", "kube-proxy", "istio-cni"), (4, "one per node"))
 
 
 def test_istio_installed_elsewhere_still_runs_on_the_node_group() -> None:

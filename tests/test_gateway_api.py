@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 from settings import SettingsError, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program
+from tests.harness import (
+    EXISTING_CLUSTER,
+    HEADER_AND_MIRROR,
+    HEADER_ROUTE,
+    HEADER_VALUE,
+    DictConfig,
+    ProgramRun,
+    program_scope,
+    run_program,
+)
 
 GATEWAY_API = {"trafficApi": "gateway-api"}
 K8S_GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -28,16 +37,7 @@ def eks_run() -> ProgramRun:
 
 @pytest.fixture(scope=program_scope)
 def header_and_mirror_run() -> ProgramRun:
-    return run_program(
-        {
-            **EXISTING_CLUSTER,
-            **GATEWAY_API,
-            "canaryWeight": "10",
-            "canaryHeaderName": "x-canary",
-            "canaryHeaderValue": "3f9c2a7be1d04c58",
-            "mirrorPercent": "20",
-        }
-    )
+    return run_program({**EXISTING_CLUSTER, **GATEWAY_API, "canaryWeight": "10", **HEADER_AND_MIRROR})
 
 
 def backend_weights(route: dict[str, Any], rule: int = -1) -> dict[str, int]:
@@ -127,7 +127,7 @@ def test_the_route_carries_the_configured_weight(weight: int) -> None:
 def test_the_header_route_sends_testers_to_the_canary(header_and_mirror_run: ProgramRun) -> None:
     rules = header_and_mirror_run.named("nginx-route").inputs["spec"]["rules"]
     assert rules[0] == {
-        "matches": [{"headers": [{"type": "Exact", "name": "x-canary", "value": "3f9c2a7be1d04c58"}]}],
+        "matches": [{"headers": [{"type": "Exact", "name": "x-canary", "value": HEADER_VALUE}]}],
         "backendRefs": [{"name": "nginx-v2", "port": 80}],
     }
     assert backend_weights({"spec": {"rules": rules}}) == {"nginx-v1": 90, "nginx-v2": 10}
@@ -148,13 +148,7 @@ def inputs_by_urn(run: ProgramRun) -> dict[str, Any]:
     "mode",
     [
         GATEWAY_API,
-        {
-            **EXISTING_CLUSTER,
-            **GATEWAY_API,
-            "canaryHeaderName": "x-canary",
-            "canaryHeaderValue": "3f9c2a7be1d04c58",
-            "mirrorPercent": "5",
-        },
+        {**EXISTING_CLUSTER, **GATEWAY_API, **HEADER_ROUTE, "mirrorPercent": "5"},
     ],
     ids=["eks", "existing-with-header-and-mirror"],
 )

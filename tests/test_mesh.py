@@ -291,26 +291,53 @@ def test_the_ingress_service_in_full() -> None:
 
 
 def test_prometheus_runs_alone_outside_the_mesh() -> None:
-    assert charts.prometheus_values() == {
-        "alertmanager": {"enabled": False},
-        "prometheus-pushgateway": {"enabled": False},
-        "kube-state-metrics": {"enabled": False},
-        "prometheus-node-exporter": {"enabled": False},
-        "server": {
-            "fullnameOverride": "prometheus",
-            "podLabels": {"sidecar.istio.io/inject": "false"},
-            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
-            "persistentVolume": {"enabled": False},
-            "service": {"servicePort": 9090},
-            "global": {"scrape_interval": "15s"},
-        },
-    }
+    values = charts.prometheus_values()
+    server = values.pop("server")
+    subcharts = ("alertmanager", "prometheus-pushgateway", "kube-state-metrics", "prometheus-node-exporter")
+    assert values == {name: {"enabled": False} for name in subcharts}, "the server only"
+    assert set(server) == {"fullnameOverride", "podLabels", "resources", "persistentVolume", "service", "global"}
+    assert server["podLabels"] == {"sidecar.istio.io/inject": "false"}
+    assert server["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}}
+    assert server["persistentVolume"] == {"enabled": False}
+    assert server["global"] == {"scrape_interval": "15s"}
+    # Grafana and Kiali are given prometheus_url(): the Service the chart names and serves as set here.
     assert charts.prometheus_url() == "http://prometheus.istio-system:9090"
+    service = f"{server['fullnameOverride']}.istio-system:{server['service']['servicePort']}"
+    assert charts.prometheus_url() == f"http://{service}"
     assert charts.grafana_url() == "http://grafana.istio-system:3000"
 
 
-def test_grafana_values_in_full() -> None:
+def test_grafana_values() -> None:
     values = charts.grafana_values("1.31.1")
+    assert set(values) == {
+        "podLabels",
+        "resources",
+        "admin",
+        "testFramework",
+        "service",
+        "datasources",
+        "dashboardProviders",
+        "dashboardsConfigMaps",
+        "dashboards",
+    }
+    assert values["podLabels"] == {"sidecar.istio.io/inject": "false"}
+    assert values["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"}}
+    admin = {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert values["admin"] == admin
+    assert values["testFramework"] == {"enabled": False}
+    assert values["service"] == {"type": "ClusterIP", "port": 3000}
+    assert values["dashboardsConfigMaps"] == {"canary": "canary-grafana-dashboard"}
+
+
+def test_grafana_shows_istios_dashboards_of_the_installed_release_on_the_stacks_prometheus() -> None:
+    values = charts.grafana_values("1.31.1")
+    datasources = values["datasources"]["datasources.yaml"]
+    assert datasources["apiVersion"] == 1
+    (prometheus,) = datasources["datasources"]
+    assert (prometheus["type"], prometheus["url"]) == ("prometheus", "http://prometheus.istio-system:9090")
+    assert prometheus["isDefault"] and prometheus["access"] == "proxy", "Grafana's server asks, not the browser"
+    scrape_interval = charts.prometheus_values()["server"]["global"]["scrape_interval"]
+    assert prometheus["jsonData"] == {"timeInterval": scrape_interval}, "Grafana's shortest step is a scrape"
     source = "https://raw.githubusercontent.com/istio/istio/1.31.1/manifests/addons/dashboards"
     assert values["dashboards"] == {
         "istio": {
@@ -321,50 +348,22 @@ def test_grafana_values_in_full() -> None:
             "istio-control-plane": {"url": f"{source}/pilot-dashboard.gen.json", "datasource": "Prometheus"},
         }
     }
-    provider = {"orgId": 1, "type": "file", "disableDeletion": False}
-    assert {key: value for key, value in values.items() if key != "dashboards"} == {
-        "podLabels": {"sidecar.istio.io/inject": "false"},
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
-        "admin": {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"},
-        "testFramework": {"enabled": False},
-        "service": {"type": "ClusterIP", "port": 3000},
-        "datasources": {
-            "datasources.yaml": {
-                "apiVersion": 1,
-                "datasources": [
-                    {
-                        "name": "Prometheus",
-                        "uid": "prometheus",
-                        "type": "prometheus",
-                        "url": "http://prometheus.istio-system:9090",
-                        "access": "proxy",
-                        "isDefault": True,
-                        "jsonData": {"timeInterval": "15s"},
-                    }
-                ],
-            }
-        },
-        "dashboardProviders": {
-            "dashboardproviders.yaml": {
-                "apiVersion": 1,
-                "providers": [
-                    {
-                        "name": "istio",
-                        "folder": "istio",
-                        **provider,
-                        "options": {"path": "/var/lib/grafana/dashboards/istio"},
-                    },
-                    {
-                        "name": "canary",
-                        "folder": "canary",
-                        **provider,
-                        "options": {"path": "/var/lib/grafana/dashboards/canary"},
-                    },
-                ],
-            }
-        },
-        "dashboardsConfigMaps": {"canary": "canary-grafana-dashboard"},
-    }
+    assert prometheus["name"] == "Prometheus", "the name the Istio dashboards ask for"
+
+
+def test_grafana_has_a_provider_for_each_dashboard_folder_where_the_chart_puts_its_files() -> None:
+    values = charts.grafana_values("1.31.1")
+    providers = values["dashboardProviders"]["dashboardproviders.yaml"]
+    assert providers["apiVersion"] == 1
+    folders = {*values["dashboards"], *values["dashboardsConfigMaps"]}
+    assert folders == {"istio", "canary"}
+    assert [provider["name"] for provider in providers["providers"]] == ["istio", "canary"]
+    for provider in providers["providers"]:
+        name = provider["name"]
+        # The chart's values.yaml: "`path` must be /var/lib/grafana/dashboards/<provider_name>".
+        assert provider["options"] == {"path": f"/var/lib/grafana/dashboards/{name}"}
+        assert (provider["type"], provider["folder"], provider["orgId"]) == ("file", name, 1)
+        assert provider["disableDeletion"] is False, "a dashboard dropped from the values leaves Grafana"
 
 
 def test_grafana_reads_its_admin_from_the_secret_the_mesh_creates(eks_run: ProgramRun) -> None:

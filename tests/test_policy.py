@@ -20,7 +20,7 @@ from pulumi_policy import (
 )
 
 from policy import rules
-from tests.harness import EXISTING_CLUSTER, ProgramRun, Registered, run_program
+from tests.harness import EXISTING_CLUSTER, HEADER_AND_MIRROR, HEADER_ROUTE, ProgramRun, Registered, run_program
 
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 Validation = Callable[[Any, Callable[[str, str | None], None]], None]
@@ -294,13 +294,7 @@ def test_a_lone_unweighted_route_to_the_canary_counts_as_all_traffic() -> None:
 
 
 def test_a_header_route_to_the_canary_is_not_a_traffic_share() -> None:
-    config = {
-        **EXISTING_CLUSTER,
-        "canaryWeight": "10",
-        "canaryHeaderName": "x-canary",
-        "canaryHeaderValue": "3f9c2a7be1d04c58",
-        "mirrorPercent": "20",
-    }
+    config = {**EXISTING_CLUSTER, "canaryWeight": "10", **HEADER_AND_MIRROR}
     assert pack_violations(run_program(config), {"allowPromotion": False}) == []
 
 
@@ -373,13 +367,7 @@ def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
 
 @pytest.mark.parametrize("weight", ["10", "50", "100"])
 def test_shipped_gateway_api_stacks_pass_every_rule(weight: str) -> None:
-    config = {
-        "trafficApi": "gateway-api",
-        "canaryWeight": weight,
-        "canaryHeaderName": "x-canary",
-        "canaryHeaderValue": "3f9c2a7be1d04c58",
-        "mirrorPercent": "5",
-    }
+    config = {"trafficApi": "gateway-api", "canaryWeight": weight, **HEADER_ROUTE, "mirrorPercent": "5"}
     assert pack_violations(run_program(config)) == []
 
 

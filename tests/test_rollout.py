@@ -31,7 +31,7 @@ from rollout.runner import RunRefused
 from rollout.stack import _diagnostics, reconciliations
 from rollout.view import ProgressView
 from settings import AppSettings, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, run_program
+from tests.harness import EXISTING_CLUSTER, HEADER_AND_MIRROR, HEADER_ROUTE, DictConfig, run_program
 
 SUCCESS, LATENCY = builtin_checks()
 GATE = Gate(steps=(10, 25, 50, 100), threshold=2, error_limit=3)
@@ -177,7 +177,7 @@ def test_promotion_after_a_full_shift_is_only_the_swap_and_the_result_is_valid()
 
 
 def test_promotion_turns_the_header_route_off() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "canaryWeight": "100"}
+    header = {**HEADER_ROUTE, "canaryWeight": "100"}
     swap = promotion_phases(app_settings(header))[-1]
     assert swap.changes["canaryHeaderName"] == ""
     assert app_settings({**header, **swap.changes}).canary_header is None
@@ -299,11 +299,10 @@ def test_a_record_of_an_older_version_is_a_run_in_its_steps() -> None:
 
 
 def test_back_to_stable_turns_off_everything_that_reaches_the_canary() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
-    changes, turned_off = back_to_stable(app_settings({"canaryWeight": "25", **header}))
+    changes, turned_off = back_to_stable(app_settings({"canaryWeight": "25", **HEADER_AND_MIRROR}))
     assert changes == {"canaryWeight": "0", "canaryHeaderName": "", "mirrorPercent": "0"}
     assert turned_off == ["header route x-canary", "mirroring of 20% of requests"]
-    after = app_settings({"canaryWeight": "25", **header, **changes})
+    after = app_settings({"canaryWeight": "25", **HEADER_AND_MIRROR, **changes})
     assert (after.canary_weight, after.canary_header, after.mirror_percent) == (0, None, 0)
     assert back_to_stable(app_settings({"canaryWeight": "25"})) == ({"canaryWeight": "0"}, [])
 
@@ -314,9 +313,10 @@ def state_of(config: dict[str, str]) -> list[dict[str, Any]]:
     return [{"type": r.type, "outputs": r.inputs} for r in run.resources if r.custom]
 
 
-def test_what_is_deployed_is_read_from_the_state() -> None:
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
-    resources = state_of({"canaryWeight": "25", "canaryReplicas": "2", **header})
+@pytest.mark.parametrize("traffic_api", ["istio", "gateway-api"])
+def test_what_is_deployed_is_read_from_the_state(traffic_api: str) -> None:
+    """The split lives in the VirtualService, or with trafficApi gateway-api in the HTTPRoute: read the same way."""
+    resources = state_of({"trafficApi": traffic_api, "canaryWeight": "25", "canaryReplicas": "2", **HEADER_AND_MIRROR})
     split = served_by(resources)
     assert split is not None
     assert (split.split, split.stable, split.canary, split.canary_weight) == ({"v1": 75, "v2": 25}, "v1", "v2", 25)
@@ -329,28 +329,17 @@ def test_what_is_deployed_is_read_from_the_state() -> None:
         "canaryReplicas": "2",
     }
     assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
+
+
+def test_a_stack_with_no_canary_traffic_or_no_state_reads_as_such() -> None:
     assert deployed_config(state_of({})).items() >= {"canaryWeight": "0", "canaryHeaderName": ""}.items()
+    plain = served_by(state_of({"trafficApi": "gateway-api", "dataplaneMode": "ambient"}))
+    assert plain is not None and (plain.split, plain.header, plain.mirror_percent) == ({"v1": 100, "v2": 0}, None, 0)
     assert served_by([]) is None and deployed_config([]) == {}
 
 
-def test_what_an_http_route_serves_is_read_from_the_state() -> None:
-    """trafficApi gateway-api: the split lives in the HTTPRoute, and is read from it the same way."""
-    header = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
-    resources = state_of({"trafficApi": "gateway-api", "canaryWeight": "25", "canaryReplicas": "2", **header})
-    split = served_by(resources)
-    assert split is not None
-    assert (split.split, split.stable, split.canary, split.canary_weight) == ({"v1": 75, "v2": 25}, "v1", "v2", 25)
-    assert split.describe() == "v1 75% / v2 25%, header route x-canary -> v2, 20% mirrored to v2"
-    config = deployed_config(resources)
-    assert {key: config[key] for key in ("canaryWeight", "canaryHeaderName", "mirrorPercent", "canaryReplicas")} == {
-        "canaryWeight": "25",
-        "canaryHeaderName": "x-canary",
-        "mirrorPercent": "20",
-        "canaryReplicas": "2",
-    }
-    assert config["canaryImage"] == "quay.io/shardul/nginx:v2"
-    plain = served_by(state_of({"trafficApi": "gateway-api", "dataplaneMode": "ambient"}))
-    assert plain is not None and (plain.split, plain.header, plain.mirror_percent) == ({"v1": 100, "v2": 0}, None, 0)
+def test_an_http_route_is_read_as_the_api_server_stores_it() -> None:
+    resources = state_of({"trafficApi": "gateway-api", "canaryWeight": "25", **HEADER_AND_MIRROR})
     # As the API server stores it: every rule gets a path match, every backendRef a weight.
     for route in (r["outputs"] for r in resources if r["type"].endswith(":HTTPRoute")):
         for rule in route["spec"]["rules"]:

@@ -23,7 +23,7 @@ from rollout.record import RunRecord
 from rollout.runner import ABORT, Report, Rollout, RunOptions, RunRefused
 from rollout.stack import ApplyError, Update
 from settings import Settings, SettingsError, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig
+from tests.harness import EXISTING_CLUSTER, HEADER_AND_MIRROR, DictConfig
 
 SUCCESS, LATENCY = builtin_checks()
 
@@ -314,9 +314,6 @@ def test_abort_sends_everything_to_stable_and_ends_the_run() -> None:
     report = Report("dev", "-", ())
     rollout.abort(report)
     assert (report.outcome, stack.weights, stack.tags) == (Outcome.ABORTED, ["0"], {})
-
-
-HEADER_AND_MIRROR = {"canaryHeaderName": "x-canary", "canaryHeaderValue": "3f9c2a7be1d04c58", "mirrorPercent": "20"}
 
 
 def test_a_rollback_sends_every_request_to_stable_and_says_what_it_turned_off() -> None:

@@ -16,7 +16,7 @@ from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.security import v1 as istio_security
 
 from settings import load_settings
-from tests.harness import DictConfig, ProgramRun, program_scope, run_program
+from tests.harness import HEADER_ROUTE, DictConfig, ProgramRun, program_scope, run_program
 
 KUBERNETES_VERSION = load_settings(DictConfig()).cluster.kubernetes_version  # type: ignore[union-attr]
 ISTIO_MODELS: dict[str, Any] = {
@@ -30,15 +30,7 @@ PATCH_OF = {"NamespacePatch": "Namespace"}
 
 @pytest.fixture(scope=program_scope)
 def run() -> ProgramRun:
-    return run_program(
-        {
-            "canaryWeight": "10",
-            "appNamespace": "shop",
-            "canaryHeaderName": "x-canary",
-            "canaryHeaderValue": "3f9c2a7be1d04c58",
-            "mirrorPercent": "5",
-        }
-    )
+    return run_program({"canaryWeight": "10", "appNamespace": "shop", **HEADER_ROUTE, "mirrorPercent": "5"})
 
 
 @pytest.fixture(scope=program_scope)

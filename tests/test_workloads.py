@@ -9,7 +9,16 @@ import pytest
 from mesh import gateway
 from mesh.gateway import ingress_gateway
 from settings import load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, program_scope, run_program, wait
+from tests.harness import (
+    EXISTING_CLUSTER,
+    HEADER_AND_MIRROR,
+    HEADER_VALUE,
+    DictConfig,
+    ProgramRun,
+    program_scope,
+    run_program,
+    wait,
+)
 from workloads import manifests
 
 ISTIO_TYPES = [f"kubernetes:networking.istio.io/v1:{kind}" for kind in ("Gateway", "DestinationRule", "VirtualService")]
@@ -172,18 +181,11 @@ def test_a_single_stable_replica_on_eks_is_warned_about(monkeypatch: pytest.Monk
     assert not any("stableReplicas" in message for message in said)
 
 
-HEADER_VALUE = "3f9c2a7be1d04c58"
-HEADER_AND_MIRROR = {
-    **EXISTING_CLUSTER,
-    "canaryWeight": "10",
-    "canaryHeaderName": "x-canary",
-    "canaryHeaderValue": HEADER_VALUE,
-    "mirrorPercent": "20",
-}
+WITH_HEADER_AND_MIRROR = {**EXISTING_CLUSTER, "canaryWeight": "10", **HEADER_AND_MIRROR}
 
 
 def test_header_route_sends_testers_to_the_canary_whatever_the_weight() -> None:
-    http = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"]
+    http = run_program(WITH_HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"]
     assert http[0] == {
         "match": [{"headers": {"x-canary": {"exact": HEADER_VALUE}}}],
         "route": [{"destination": {"host": "nginx", "subset": "v2"}}],
@@ -192,7 +194,7 @@ def test_header_route_sends_testers_to_the_canary_whatever_the_weight() -> None:
 
 
 def test_mirroring_copies_a_share_of_requests_to_the_canary() -> None:
-    split = run_program(HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"][1]
+    split = run_program(WITH_HEADER_AND_MIRROR).named("nginx-virtual-svc").inputs["spec"]["http"][1]
     assert split["mirror"] == {"host": "nginx", "subset": "v2"}
     assert split["mirrorPercentage"] == {"value": 20}
     plain = run_program(EXISTING_CLUSTER).named("nginx-virtual-svc").inputs["spec"]["http"]
@@ -200,8 +202,8 @@ def test_mirroring_copies_a_share_of_requests_to_the_canary() -> None:
 
 
 def test_with_a_header_route_a_weight_change_still_touches_only_the_virtual_service() -> None:
-    before = inputs_by_urn(run_program(HEADER_AND_MIRROR))
-    after = inputs_by_urn(run_program({**HEADER_AND_MIRROR, "canaryWeight": "30"}))
+    before = inputs_by_urn(run_program(WITH_HEADER_AND_MIRROR))
+    after = inputs_by_urn(run_program({**WITH_HEADER_AND_MIRROR, "canaryWeight": "30"}))
     assert [urn.rsplit("::", 1)[1] for urn in before if before[urn] != after[urn]] == ["nginx-virtual-svc"]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mesh.gateway import GATEWAY_API, ISTIO_NETWORKING, IngressGateway
+from mesh import Mesh
+from mesh.gateway import GATEWAY_API, ISTIO_NETWORKING
 from settings import AppSettings, workload_name
 from workloads import manifests
 
@@ -18,12 +18,10 @@ ISTIO_SECURITY = "security.istio.io/v1"
 @dataclass(frozen=True)
 class CanaryAppArgs:
     settings: AppSettings
-    namespace: pulumi.Input[str]
-    """The app namespace as the mesh created or labelled it, so the app follows it."""
-    ingress_gateway: IngressGateway
-    """The mesh's ingress Gateway: the routes attach to it, and are of its API."""
-    sidecar_injector: Sequence[pulumi.Resource] = field(default_factory=list)
-    istio_crds: Sequence[pulumi.Resource] = field(default_factory=list)
+    mesh: Mesh
+    """The mesh the app runs in: the app goes into its app namespace (as the mesh created or labelled
+    it), the routes attach to its ingress Gateway and are of its API, the pods wait for its sidecar
+    injector and the mesh objects for its CRDs."""
     spread_over_zones: bool = False
     """Spread the stable version's pods over availability zones (EKS)."""
 
@@ -48,7 +46,7 @@ class CanaryApp(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("canary:workloads:CanaryApp", name, None, opts)
-        app = args.settings
+        app, mesh = args.settings, args.mesh
         if args.spread_over_zones and app.stable.replicas < 2:
             pulumi.log.warn(
                 f"stableReplicas = {app.stable.replicas}: the stable version lives in one zone and a node drain "
@@ -56,7 +54,7 @@ class CanaryApp(pulumi.ComponentResource):
             )
 
         def in_namespace(manifest: manifests.Manifest) -> manifests.Manifest:
-            return {**manifest, "metadata": {**manifest["metadata"], "namespace": args.namespace}}
+            return {**manifest, "metadata": {**manifest["metadata"], "namespace": mesh.app_namespace}}
 
         self.deployments, self.istio_objects = {}, {}
         for version in (app.stable, app.canary):
@@ -67,13 +65,13 @@ class CanaryApp(pulumi.ComponentResource):
                 name,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.sidecar_injector)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=mesh.sidecar_injector),
             )
             budget = in_namespace(manifests.disruption_budget(app, version))
             k8s.policy.v1.PodDisruptionBudget(
                 name, metadata=budget["metadata"], spec=budget["spec"], opts=pulumi.ResourceOptions(parent=self)
             )
-        gateway = args.ingress_gateway
+        gateway = mesh.ingress_gateway
         services = [manifests.service(app)]
         if gateway.gateway_api:
             services += [manifests.version_service(app, version) for version in (app.stable, app.canary)]
@@ -104,7 +102,7 @@ class CanaryApp(pulumi.ComponentResource):
                 kind=kind,
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.istio_crds)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=mesh.istio_crds),
             )
 
         self.traffic_split = manifests.traffic_split(app)

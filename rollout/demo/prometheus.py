@@ -16,8 +16,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
+
+from rollout.demo.background import BackgroundServer
 
 
 def free_port() -> int:
@@ -27,7 +28,7 @@ def free_port() -> int:
         return port
 
 
-class PrometheusServer:
+class PrometheusServer(BackgroundServer):
     """`with PrometheusServer(["127.0.0.1:PORT"]) as prom: prom.wait_for_series("up")`.
 
     stop() and start() again keep the port and the data, as a restarted Prometheus would.
@@ -48,7 +49,7 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> PrometheusServer:
+    def start(self, timeout: float = 30.0) -> Self:
         """Start the server and wait until /-/ready answers."""
         if self._process is not None:
             return self
@@ -116,12 +117,7 @@ class PrometheusServer:
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-        if self._own_workdir:
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        if self._own_workdir:  # kept across stop() and start(), not beyond the with block
             shutil.rmtree(self.workdir, ignore_errors=True)

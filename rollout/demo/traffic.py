@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from types import TracebackType
+from typing import Self
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from rollout.demo.background import BackgroundServer
 
 # The buckets Istio's sidecars use for istio_request_duration_milliseconds.
 ISTIO_DURATION_BUCKETS_MS = (
@@ -45,7 +47,7 @@ class _Version:
     sequence: int = 0  # position in the latency cycle
 
 
-class MeshTraffic:
+class MeshTraffic(BackgroundServer):
     """Istio-shaped request metrics for versions of one app; `with MeshTraffic() as mesh: mesh.set("v1")`."""
 
     def __init__(self, app: str = "nginx", namespace: str = "default", tick: float = 0.1) -> None:
@@ -99,7 +101,7 @@ class MeshTraffic:
             raise RuntimeError("MeshTraffic is not started")
         return f"127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> MeshTraffic:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         self._server, self._server_thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
@@ -120,14 +122,6 @@ class MeshTraffic:
         if self._server_thread is not None:
             self._server_thread.join()
             self._server_thread = None
-
-    def __enter__(self) -> MeshTraffic:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         last = time.monotonic()
