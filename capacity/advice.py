@@ -111,7 +111,7 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
         freed = [item for item in plan.items if item.setting in off]
         without = plan_for(plan.instance, plan.node_count, plan.prefix_delegation, kept)
         others = sorted(off - {addon})
-        also = f" (and {' and '.join(others)}, which need it)" if others else ""
+        also = f" (and {' and '.join(others)}, which need{'s' if len(others) == 1 else ''} it)" if others else ""
         fixes.append(
             f"  - `pulumi config set {addon} false`{also}: frees "
             f"{_amounts(sum((i.requests for i in freed), NO_REQUESTS), sum(i.pods for i in freed))} "

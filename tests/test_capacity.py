@@ -413,3 +413,77 @@ def test_capacity_imports_only_the_layers_footprints() -> None:
                 imported.update(alias.name for alias in node.names)
     layers = {name for name in imported if name.split(".")[0] in ("infra", "mesh", "workloads")}
     assert layers == {"infra", "mesh", "workloads"}, "each layer's public footprint(), nothing deeper"
+
+
+def fixes_of(config: dict[str, str]) -> list[str]:
+    return failure_of(config).split("Fix one of:\n")[1].splitlines()
+
+
+def test_each_fix_names_the_change_and_whether_it_is_enough_on_its_own() -> None:
+    """The fixes a newcomer copies: each names the setting and value, and says if it alone fits the stack."""
+    assert fixes_of({"nodeDesiredCount": "1", "nodeInstanceType": "m6a.large"}) == [
+        "  - nodeDesiredCount = 2 (2 x m6a.large); nodeMinCount 0 lets the group scale in below 2 nodes, which "
+        "evicts pods that then stay Pending (nodeMinCount = 2 prevents it)",
+        "  - nodeInstanceType = m6a.xlarge (the smallest m6a type that holds it on 1 node; smallest in the table: "
+        "c5.xlarge)",
+        "  - `pulumi config set prometheus false` (and grafana and kiali, which need it): frees 3 pods, 760m CPU, "
+        "832 MiB memory (enough on its own)",
+        "  - `pulumi config set grafana false`: frees 1 pod, 250m CPU, 256 MiB memory (not enough on its own)",
+        "  - `pulumi config set kiali false`: frees 1 pod, 10m CPU, 64 MiB memory (not enough on its own)",
+    ]
+
+
+def test_a_type_outside_the_tables_families_gets_the_smallest_type_that_fits() -> None:
+    """t2 is not a family of the suggestion table: the smallest fitting type of any family, named without one."""
+    config = {"nodeDesiredCount": "2", "nodeInstanceType": "t2.medium", "stableReplicas": "5", "canaryReplicas": "5"}
+    fixes = fixes_of(config)
+    assert fixes[1] == "  - nodeInstanceType = c5.xlarge (the smallest type that holds it on 2 nodes)"
+
+
+def test_prefix_delegation_is_offered_with_what_it_changes_and_what_is_still_short() -> None:
+    fixes = fixes_of({"stableReplicas": "20", "canaryReplicas": "20"})
+    assert fixes[2] == (
+        "  - `pulumi config set vpcCniPrefixDelegation true` (VPC CNI prefix delegation, for nodes launched after "
+        "it): 110 pods per t3a.medium node instead of 17, 2531 MiB allocatable instead of 3554 (not enough on its "
+        "own: still short by 3045m CPU, 6095 MiB memory)"
+    )
+
+
+def test_an_addon_already_off_is_not_offered_and_the_others_still_are() -> None:
+    fixes = fixes_of({"nodeDesiredCount": "2", "nodeInstanceType": "t3a.small", "grafana": "false"})
+    assert fixes[2:] == [
+        "  - `pulumi config set prometheus false` (and kiali, which needs it): frees 2 pods, 510m CPU, 576 MiB "
+        "memory (not enough on its own)",
+        "  - `pulumi config set kiali false`: frees 1 pod, 10m CPU, 64 MiB memory (not enough on its own)",
+    ]
+
+
+def test_the_failure_says_prefix_delegation_is_on() -> None:
+    message = failure_of({"nodeDesiredCount": "1", "vpcCniPrefixDelegation": "true"})
+    assert message.splitlines()[1] == (
+        "  nodeInstanceType = t3a.medium, nodeDesiredCount = 1 (nodeMinCount 0, nodeMaxCount 4), "
+        "VPC CNI prefix delegation on"
+    )
+    assert not any("vpcCniPrefixDelegation" in fix for fix in message.split("Fix one of:")[1].splitlines())
+
+
+def test_little_pod_headroom_names_the_busiest_node(warnings: list[str]) -> None:
+    config = {
+        "nodeInstanceType": "m5.4xlarge",
+        "stableReplicas": "100",
+        "canaryReplicas": "85",
+        "nodeDesiredCount": "2",
+    }
+    check_capacity(settings_of(config), describe)
+    assert warnings == [
+        "node group default-pool (2 x m5.4xlarge) holds the stack with little headroom: pods 100 of 110 on the "
+        "busiest node (9% free), CPU 30360m of 31780m (4% free). Requests are a floor, not usage, and a rolling "
+        "update starts a new pod before it stops an old one. nodeDesiredCount = 3 leaves at least 20% of each. "
+        "nodeMinCount 0 lets the group scale in below the 2 nodes it needs, which evicts pods that then stay Pending."
+    ]
+
+
+def test_a_min_count_that_keeps_the_nodes_needed_is_not_warned_about(warnings: list[str]) -> None:
+    check_capacity(settings_of({"stableReplicas": "6", "canaryReplicas": "6", "nodeMinCount": "3"}), describe)
+    (warning,) = warnings
+    assert warning.endswith("nodeDesiredCount = 4 leaves at least 20% of each.")
