@@ -74,7 +74,8 @@ def served_by(resources: Iterable[Mapping[str, Any]]) -> Served | None:
         routes = http.get("route") or []
         implicit = 100 if len(routes) == 1 else 0
         split = {str(_get(route, "destination", "subset")): int(route.get("weight", implicit)) for route in routes}
-        mirror = int(_get(http, "mirrorPercentage", "value") or 0) if http.get("mirror") else 0
+        # Istio mirrors every request when a mirror has no mirrorPercentage.
+        mirror = int(_get(http, "mirrorPercentage", "value") or 100) if http.get("mirror") else 0
     stable = str(annotations.get("canary/stable-version", ""))
     canary = str(annotations.get("canary/canary-version", ""))
     return Served(split, stable, canary, header, mirror)
@@ -105,7 +106,8 @@ def _served_by_http_route(route: Mapping[str, Any]) -> Served:
         implicit = 100 if len(backends) == 1 else 0  # the Gateway API's default weight 1: a lone backend gets all
         split = {_version_of(app, str(b.get("name", ""))): int(b.get("weight", implicit)) for b in backends}
         mirrors = [f for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
-        mirror = int(_get(mirrors[0], "requestMirror", "percent") or 0) if mirrors else 0
+        # The Gateway API mirrors every request when a RequestMirror has no percent (nor fraction).
+        mirror = int(_get(mirrors[0], "requestMirror", "percent") or 100) if mirrors else 0
     stable = str(annotations.get("canary/stable-version", ""))
     canary = str(annotations.get("canary/canary-version", ""))
     return Served(split, stable, canary, header, mirror)

@@ -1,0 +1,78 @@
+"""rollout/deployed.py on states the program does not write itself: objects changed by hand or by another tool.
+
+`canary` reads what is served from the stack's state after a failed update and before each verdict;
+a VirtualService or HTTPRoute edited elsewhere must still be read as Istio or the Gateway API would
+serve it (their defaults, not ours).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout.deployed import HTTP_ROUTE, VIRTUAL_SERVICE, Served, deployed_config, served_by
+
+ANNOTATIONS = {"canary/stable-version": "v1", "canary/canary-version": "v2"}
+
+
+def virtual_service(http: list[dict[str, Any]], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata = {"name": "nginx-virtual-svc", "annotations": ANNOTATIONS if annotations is None else annotations}
+    return {"type": VIRTUAL_SERVICE, "outputs": {"metadata": metadata, "spec": {"hosts": ["nginx"], "http": http}}}
+
+
+def http_route(rules: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {"parentRefs": [{"kind": "Service", "name": "nginx"}], "rules": rules}
+    return {"type": HTTP_ROUTE, "outputs": {"metadata": {"annotations": ANNOTATIONS}, "spec": spec}}
+
+
+def route(subset: str, weight: int | None = None) -> dict[str, Any]:
+    destination: dict[str, Any] = {"destination": {"host": "nginx", "subset": subset}}
+    return destination if weight is None else {**destination, "weight": weight}
+
+
+def test_a_mirror_without_a_percentage_mirrors_every_request() -> None:
+    mirrored = {"route": [route("v1", 90), route("v2", 10)], "mirror": {"host": "nginx", "subset": "v2"}}
+    served = served_by([virtual_service([mirrored])])
+    assert served == Served({"v1": 90, "v2": 10}, "v1", "v2", None, 100)
+    backends = [{"name": "nginx-v1", "weight": 90}, {"name": "nginx-v2", "weight": 10}]
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "nginx-v2"}}}
+    assert served_by([http_route([{"backendRefs": backends, "filters": [mirror]}])]) == served
+
+
+def test_a_route_without_mirror_or_header_serves_only_its_split() -> None:
+    backends = [{"name": "nginx-v1", "weight": 75}, {"name": "nginx-v2", "weight": 25}]
+    assert served_by([http_route([{"backendRefs": backends}])]) == Served({"v1": 75, "v2": 25}, "v1", "v2")
+    assert served_by([virtual_service([{"route": [route("v1", 75), route("v2", 25)]}])]) == Served(
+        {"v1": 75, "v2": 25}, "v1", "v2"
+    )
+
+
+def test_a_lone_destination_takes_every_request_and_a_weightless_one_beside_others_none() -> None:
+    assert served_by([virtual_service([{"route": [route("v1")]}])]) == Served({"v1": 100}, "v1", "v2")
+    assert served_by([virtual_service([{"route": [route("v1", 100), route("v2")]}])]) == Served(
+        {"v1": 100, "v2": 0}, "v1", "v2"
+    )
+
+
+def test_without_the_programs_annotations_the_versions_are_unknown_not_none() -> None:
+    served = served_by([virtual_service([{"route": [route("v1", 100)]}], annotations={})])
+    assert served is not None and (served.stable, served.canary) == ("", "")
+    assert deployed_config([virtual_service([{"route": [route("v1", 100)]}], annotations={})])["canaryVersion"] == ""
+
+
+def test_the_deployed_config_names_the_roles_versions() -> None:
+    config = deployed_config([virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])])
+    assert config == {
+        "canaryWeight": "40",
+        "canaryHeaderName": "",
+        "mirrorPercent": "0",
+        "stableVersion": "v1",
+        "canaryVersion": "v2",
+    }
+
+
+def test_a_deleted_route_is_not_what_is_served() -> None:
+    """A resource the state marks for deletion (replaced by a new one) is not the live route."""
+    old = {**virtual_service([{"route": [route("v1", 10), route("v2", 90)]}]), "delete": True}
+    live = virtual_service([{"route": [route("v1", 80), route("v2", 20)]}])
+    served = served_by([old, live])
+    assert served is not None and served.split == {"v1": 80, "v2": 20}
