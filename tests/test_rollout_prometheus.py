@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from rollout.checks import MAX_ANSWER_BYTES, Check, Prometheus, Target, builtin_checks
+from rollout.checks import MAX_ANSWER_BYTES, Check, Prometheus, Target, builtin_checks, parse_check, redacted
 from rollout.cli import parse_args
 from rollout.gate import Gate, Progress, Verdict, judge
 
@@ -214,3 +215,49 @@ def test_a_bad_url_in_the_environment_is_refused_too(
     monkeypatch.setenv("CANARY_PROMETHEUS_URL", "https://127.0.0.1:9443")
     assert parse_args(["run"]).prometheus_url == "https://127.0.0.1:9443"
     assert parse_args(["run", "--no-builtin-checks", "--check", "x:min:1:up"]).check[0].name == "x"
+
+
+def test_an_answer_of_exactly_the_limit_is_read() -> None:
+    """MAX_ANSWER_BYTES is the largest answer accepted, not the first refused."""
+    fake = FakePrometheus()
+    try:
+        body = vector("99.9")
+        fake.answer = json_answer(" " * (MAX_ANSWER_BYTES - len(body)) + body)
+        assert Prometheus(fake.url).query("up") == 99.9
+    finally:
+        fake.server.shutdown()
+
+
+def test_no_data_says_why() -> None:
+    fake = FakePrometheus()
+    try:
+        fake.answer = json_answer(vector("NaN"))
+        with pytest.raises(LookupError) as no_data:
+            Prometheus(fake.url).query("up")
+        assert str(no_data.value) == "no data: the query's value is NaN (no requests in the window?)"
+    finally:
+        fake.server.shutdown()
+
+
+def test_an_unreachable_prometheus_says_why() -> None:
+    with socket.socket() as unused:  # a loopback port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    with pytest.raises(LookupError) as unreachable:
+        Prometheus(url).ready()
+    assert str(unreachable.value) == f"Prometheus at {url} cannot be reached ([Errno 111] Connection refused)"
+
+
+def test_a_url_without_credentials_is_shown_as_it_is() -> None:
+    assert redacted("http://127.0.0.1:9090/prometheus") == "http://127.0.0.1:9090/prometheus"
+    assert redacted("http://reader@127.0.0.1:9090") == "http://***@127.0.0.1:9090"
+
+
+def test_the_builtin_checks_names_bounds_and_units() -> None:
+    assert [(c.name, c.kind, c.bound, c.unit) for c in builtin_checks(98.5, 250)] == [
+        ("request-success-rate", "min", 98.5, "%"),
+        ("request-duration", "max", 250, "ms"),
+    ]
+    custom = parse_check("errors:max:5:sum(rate(x[$window]))")
+    assert (custom.name, custom.kind, custom.bound, custom.query) == ("errors", "max", 5, "sum(rate(x[$window]))")
+    assert parse_check("up:min:1:up").kind == "min"
