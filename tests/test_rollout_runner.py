@@ -360,6 +360,7 @@ def test_a_rollback_that_fails_is_finished_on_resume_never_undone() -> None:
     kept = stack.read_record()
     assert kept is not None and kept.phase is RunPhase.ROLLING_BACK
     assert stack.weights == ["10", "25"]
+    assert len(stack.records_at_update) == 2 + 3, "the two steps, then three rollback attempts before giving up"
 
     stack.fail_when = None
     resumed = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock())
