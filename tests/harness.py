@@ -7,6 +7,7 @@ dependencies - so tests can assert on wiring, not only on inputs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import re
@@ -201,6 +202,8 @@ class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     invokes: list[str] = field(default_factory=list)
     module: dict[str, Any] = field(default_factory=dict)
+    frozen: int = 0
+    """Objects the program froze (gc.freeze) for a fast exit; unfrozen again, as this process goes on."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -356,6 +359,8 @@ def run_program(
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> None:
         run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
+        run.frozen = gc.get_freeze_count()
+        gc.unfreeze()
 
     program()
     return run

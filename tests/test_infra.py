@@ -309,6 +309,11 @@ def test_existing_cluster_mode_loads_only_the_sdks_it_uses() -> None:
     )
 
 
+def test_the_program_freezes_what_it_made_so_the_interpreter_exits_fast() -> None:
+    """Without it the exit's garbage collections go over every SDK class and resource: 0.2-0.4 s of each update."""
+    assert run_program(EXISTING_CLUSTER).frozen > 0
+
+
 def test_the_eks_cluster_inputs_in_full() -> None:
     admin = "arn:aws:iam::123456789012:role/platform-team"
     run = run_program({"apiAccessCidrs": '["0.0.0.0/0"]', "clusterAdminArns": f'["{admin}"]'})
