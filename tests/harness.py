@@ -204,6 +204,8 @@ class ProgramRun:
     module: dict[str, Any] = field(default_factory=dict)
     frozen: int = 0
     """Objects the program froze (gc.freeze) for a fast exit; unfrozen again, as this process goes on."""
+    collecting: bool = False
+    """Whether the garbage collector was on when the program ended (it turns it off while it runs)."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -358,9 +360,12 @@ def run_program(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> None:
-        run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
-        run.frozen = gc.get_freeze_count()
-        gc.unfreeze()
+        try:
+            run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
+            run.frozen, run.collecting = gc.get_freeze_count(), gc.isenabled()
+        finally:  # this process goes on, and a program that raised left the collector off
+            gc.unfreeze()
+            gc.enable()
 
     program()
     return run
