@@ -274,7 +274,11 @@ func (h *host) GetRequiredPackages(ctx context.Context, req *pulumirpc.GetRequir
 type installedPackages struct {
 	Dists      []plugin.DependencyInfo `json:"dists"`
 	PluginJSON map[string]string       `json:"pluginJSON"`
+	// The search for pulumi-plugin.json could not run: tolerated, as before, but not kept.
+	searchFailed bool
 }
+
+func (p installedPackages) incomplete() bool { return p.searchFailed }
 
 func listInstalled(ctx context.Context, tc toolchain.Toolchain) (installedPackages, error) {
 	found := installedPackages{PluginJSON: map[string]string{}}
@@ -288,11 +292,13 @@ func listInstalled(ctx context.Context, tc toolchain.Toolchain) (installedPackag
 		for _, d := range dists {
 			args = append(args, d.Name)
 		}
+		found.searchFailed = true
 		if cmd, err := tc.Command(ctx, args...); err == nil {
 			if out, err := cmd.Output(); err == nil {
 				if err := json.Unmarshal(out, &found.PluginJSON); err != nil {
 					return found, fmt.Errorf("reading pulumi-plugin.json locations: %w", err)
 				}
+				found.searchFailed = false
 			}
 		}
 	}
@@ -716,6 +722,9 @@ const (
 	packagesCache = ".pulumi-language-python-packages.json"
 )
 
+// An answer that says it is incomplete (a Python run failed and was tolerated) is not kept.
+type partial interface{ incomplete() bool }
+
 type savedAnswer[T any] struct {
 	Stamp  string `json:"stamp"`
 	Answer T      `json:"answer"`
@@ -745,7 +754,7 @@ func cached[T any](ctx context.Context, o toolchain.PythonOptions, tc toolchain.
 	}
 	// The stamp is taken before computing: a package installed meanwhile changes the next stamp.
 	answer, err := compute()
-	if err != nil {
+	if p, ok := any(answer).(partial); err != nil || (ok && p.incomplete()) {
 		return answer, err
 	}
 	if data, err := json.Marshal(savedAnswer[T]{stamp, answer}); err == nil {

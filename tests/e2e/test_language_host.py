@@ -63,7 +63,12 @@ class Venv:
         (self.path / "pyvenv.cfg").write_text(cfg)
         python = self.path / "bin" / "python"
         python.parent.mkdir()
-        python.write_text(f'#!/bin/sh\necho "$1" >> {self.log}\nexec {ROOT / "venv/bin/python"} "$@"\n')
+        self.failing_scripts = project / "fail-python-c"  # while it exists, `python -c ...` fails
+        python.write_text(
+            f'#!/bin/sh\necho "$1" >> {self.log}\n'
+            f'[ "$1" = -c ] && [ -e {self.failing_scripts} ] && exit 1\n'
+            f'exec {ROOT / "venv/bin/python"} "$@"\n'
+        )
         python.chmod(0o755)
         (project / "Pulumi.yaml").write_text("name: t\nruntime:\n  name: python\n")
 
@@ -109,6 +114,23 @@ def test_required_packages_are_answered_from_the_venv_until_its_packages_change(
     shutil.rmtree(venv.site_packages / "example-1.0.dist-info")  # and for a removal
     required(host, venv)
     assert venv.runs() > python_runs
+
+
+def test_an_answer_without_the_pulumi_plugin_json_search_is_not_kept(
+    host: language_pb2_grpc.LanguageRuntimeStub, tmp_path: Path
+) -> None:
+    """The search failing is tolerated (packages named pulumi-* still count), but only for that run."""
+    venv = Venv(tmp_path)
+    venv.failing_scripts.touch()
+    assert "kubernetes" in {name for name, _ in required(host, venv)}
+    python_runs = venv.runs()
+    required(host, venv)
+    assert venv.runs() == 2 * python_runs, "asked again"
+    venv.failing_scripts.unlink()
+    complete = required(host, venv)
+    python_runs = venv.runs()
+    assert required(host, venv) == complete
+    assert venv.runs() == python_runs, "the complete answer is kept"
 
 
 def test_about_is_answered_from_the_venv_as_well(host: language_pb2_grpc.LanguageRuntimeStub, tmp_path: Path) -> None:
