@@ -11,16 +11,18 @@ API server shows the new weights; the same in one command (`pulumi up --config
 canaryWeight=N`, which also saves the setting); the same change applied with `kubectl
 apply` to a copy of the VirtualService (as the seed walkthrough does by hand); and
 `pulumi preview` of a weight change. Then where an update's time goes: the CLI's start
-(`pulumi config get`), the language host's plugin discovery (`pip list` in the venv, as
-it runs on every update), and the program itself (a fresh Python evaluating __main__.py
-under mocks: imports and resource registration); the engine and the Kubernetes provider
-have the rest. Prints medians, the ratio to kubectl from the same run and the machine's
-load. Leaves the stack at its starting weight.
+(`pulumi config get`), the program itself (a fresh Python evaluating __main__.py under
+mocks: imports and resource registration), and the phases of real updates read from the
+engine's log (`pulumi up -v=9 --logtostderr`, which is slower itself: compare phases, not
+totals): the language host's answers, the program's start, its run with the engine and
+the provider, its exit. Prints medians, the ratio to kubectl from the same run and the
+machine's load. Leaves the stack at its starting weight.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import statistics
@@ -82,6 +84,41 @@ PROGRAM_RUN = (
     "config = yaml.safe_load(open({config!r}))['config']\n"
     "run_program({{k.split(':', 1)[1]: str(v) for k, v in config.items() if k.startswith('canary:')}})\n"
 )
+
+
+# Engine log messages (-v=9) that mark an update's phases: (start of the message, text in it).
+MARKS = {
+    "packages": ("langhost[python].GetRequiredPackages(", "success"),
+    "run": ("langhost[python].Run(", "executing"),
+    "first_registration": ("registering resource: ty=pulumi:pulumi:Stack", ""),
+    "program_done": ("run_pulumi_func completed", ""),
+    "run_end": ("langhost[python].Run(", "success"),
+    "done": ("*** Update(preview=false) complete ***", ""),
+}
+PHASES = {  # label: (from mark, to mark); "start" is the log's first line
+    "CLI start to the host's answers (About, plugins, VCS info)": ("start", "packages"),
+    "program start: Python, SDK imports, first registration": ("run", "first_registration"),
+    "program run: registrations, engine, provider's update": ("first_registration", "program_done"),
+    "program exit": ("program_done", "run_end"),
+    "after the program: plugins stopped, state saved": ("run_end", "done"),
+}
+
+
+def log_marks(log: str) -> dict[str, float]:
+    """Seconds from the log's first line to the first line of each mark."""
+    seen: dict[str, float] = {}
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        second, fraction = entry["time"].rstrip("Z").split(".")
+        at = calendar.timegm(time.strptime(second, "%Y-%m-%dT%H:%M:%S")) + float("0." + fraction)
+        seen.setdefault("start", at)
+        message = entry.get("msg", "")
+        for mark, (prefix, text) in MARKS.items():
+            if message.startswith(prefix) and text in message:
+                seen.setdefault(mark, at)
+    return {mark: at - seen["start"] for mark, at in seen.items()}
 
 
 def children_cpu() -> float:
@@ -155,12 +192,21 @@ def main() -> None:
     stack_file = ROOT / f"Pulumi.{args.stack}.yaml"
     cli_start = timed(lambda: pulumi("config", "get", "canaryWeight"), runs)
     python = str(ROOT / "venv" / "bin" / "python")
-    discovery = timed(lambda: sh(python, "-m", "pip", "list", "--format", "json"), runs)
     program = (
         timed(lambda: sh(python, "-c", PROGRAM_RUN.format(root=str(ROOT), config=str(stack_file))), runs)
         if stack_file.exists()
         else float("nan")
     )
+    phases: dict[str, list[float]] = {label: [] for label in PHASES}
+    for weight in weights[:3]:
+        logged_up = ["pulumi", "up", "--yes", "--skip-preview", "--config", f"canaryWeight={weight}"]
+        logged_up += ["--stack", args.stack, "--non-interactive", "-v=9", "--logtostderr"]
+        marks = log_marks(subprocess.run(logged_up, cwd=ROOT, capture_output=True, text=True, check=True).stderr)
+        for label, (begin, end) in PHASES.items():
+            if begin in marks and end in marks:
+                phases[label].append(marks[end] - marks[begin])
+    pulumi("config", "set", "canaryWeight", original)
+    pulumi("up", "--yes", "--skip-preview")
     load_after = os.getloadavg()[0]
 
     shift, one, by_hand, preview = (
@@ -178,8 +224,10 @@ def main() -> None:
     )
     print("where an update's time goes:")
     print(f"  the CLI's start (pulumi config get):                   median {cli_start:.2f} s")
-    print(f"  plugin discovery (pip list in the venv):               median {discovery:.2f} s")
-    print(f"  the program: fresh Python, imports, registration:      median {program:.2f} s")
+    print(f"  the program under mocks: fresh Python, imports, registration: median {program:.2f} s")
+    print("  phases of `pulumi up -v=9` (engine log, median of 3 updates):")
+    for label, seconds in phases.items():
+        print(f"    {label + ':':58} {statistics.median(seconds):.2f} s" if seconds else f"    {label}: not in the log")
     print(f"load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores")
 
 

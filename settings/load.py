@@ -74,7 +74,8 @@ MAX_SHOWN = 200  # characters of a bad value repeated in the message
 @cache
 def declared_settings() -> dict[str, dict[str, Any]]:
     """The `config:` declarations of Pulumi.yaml, by key."""
-    project = yaml.safe_load(PROJECT_FILE.read_text())
+    # libyaml's loader when PyYAML has it (its wheels do): 1 ms instead of 20 ms of every update.
+    project = yaml.load(PROJECT_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     declarations: dict[str, dict[str, Any]] = project["config"]
     return declarations
 

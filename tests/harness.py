@@ -7,6 +7,7 @@ dependencies - so tests can assert on wiring, not only on inputs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import re
@@ -201,6 +202,10 @@ class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     invokes: list[str] = field(default_factory=list)
     module: dict[str, Any] = field(default_factory=dict)
+    frozen: int = 0
+    """Objects the program froze (gc.freeze) for a fast exit; unfrozen again, as this process goes on."""
+    collecting: bool = False
+    """Whether the garbage collector was on when the program ended (it turns it off while it runs)."""
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -355,7 +360,12 @@ def run_program(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> None:
-        run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
+        try:
+            run.module = runpy.run_path(str(PROJECT_DIR / "__main__.py"))
+            run.frozen, run.collecting = gc.get_freeze_count(), gc.isenabled()
+        finally:  # this process goes on, and a program that raised left the collector off
+            gc.unfreeze()
+            gc.enable()
 
     program()
     return run

@@ -309,6 +309,13 @@ def test_existing_cluster_mode_loads_only_the_sdks_it_uses() -> None:
     )
 
 
+def test_the_program_freezes_what_it_made_so_the_interpreter_exits_fast() -> None:
+    """Without it the exit's garbage collections go over every SDK class and resource: 0.2-0.4 s of each update."""
+    run = run_program(EXISTING_CLUSTER)
+    assert run.frozen > 0
+    assert run.collecting, "on again for what the SDK does after the program's body"
+
+
 def test_the_eks_cluster_inputs_in_full() -> None:
     admin = "arn:aws:iam::123456789012:role/platform-team"
     run = run_program({"apiAccessCidrs": '["0.0.0.0/0"]', "clusterAdminArns": f'["{admin}"]'})
