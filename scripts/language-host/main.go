@@ -114,6 +114,21 @@ type host struct {
 	shutdown   context.CancelFunc // stops the server (engine gone)
 }
 
+// oneOf is the value of a runtime option named `name` among `names` (values in the same order; the
+// SDK's option types are unexported, so the values give the type); unset (""), the SDK's default.
+func oneOf[T any](option, name string, names []string, values ...T) (T, error) {
+	var unset T
+	if name == "" {
+		return unset, nil
+	}
+	for i, known := range names {
+		if known == name {
+			return values[i], nil
+		}
+	}
+	return unset, fmt.Errorf("unsupported %s option: %s", option, name)
+}
+
 // options turns Pulumi.yaml `runtime.options` into toolchain options.
 func options(info *pulumirpc.ProgramInfo, isPlugin bool) (toolchain.PythonOptions, error) {
 	o := toolchain.PythonOptions{Root: info.GetRootDirectory(), ProgramDir: info.GetProgramDirectory()}
@@ -140,29 +155,17 @@ func options(info *pulumirpc.ProgramInfo, isPlugin bool) (toolchain.PythonOption
 	if err != nil {
 		return o, err
 	}
-	switch tc {
-	case "":
-	case "pip":
-		o.Toolchain = toolchain.Pip
-	case "poetry":
-		o.Toolchain = toolchain.Poetry
-	case "uv":
-		o.Toolchain = toolchain.Uv
-	default:
-		return o, fmt.Errorf("unsupported toolchain option: %s", tc)
+	pip, poetry, uv := toolchain.Pip, toolchain.Poetry, toolchain.Uv
+	if o.Toolchain, err = oneOf("toolchain", tc, []string{"pip", "poetry", "uv"}, pip, poetry, uv); err != nil {
+		return o, err
 	}
 	checker, err := str("typechecker")
 	if err != nil {
 		return o, err
 	}
-	switch checker {
-	case "":
-	case "mypy":
-		o.Typechecker = toolchain.TypeCheckerMypy
-	case "pyright":
-		o.Typechecker = toolchain.TypeCheckerPyright
-	default:
-		return o, fmt.Errorf("unsupported typechecker option: %s", checker)
+	mypy, pyright := toolchain.TypeCheckerMypy, toolchain.TypeCheckerPyright
+	if o.Typechecker, err = oneOf("typechecker", checker, []string{"mypy", "pyright"}, mypy, pyright); err != nil {
+		return o, err
 	}
 	if isPlugin && o.Virtualenv == "" && (o.Toolchain == toolchain.Auto || o.Toolchain == toolchain.Pip) {
 		o.Virtualenv = "venv"
