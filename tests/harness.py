@@ -372,10 +372,11 @@ def run_program(
 
 
 def program_scope(fixture_name: str, config: Any) -> Literal["module", "function"]:
-    """The scope of a fixture that runs the program: once per module, but once per test under mutation
-    testing (scripts/mutation), where mutmut maps each function to the tests that call it and a
-    module-scoped run would count for the first test only."""
-    return "function" if "MUTANT_UNDER_TEST" in os.environ else "module"
+    """The scope of a fixture that runs the program: once per module, but once per test while mutmut
+    maps each function to the tests that call it (its "stats" run, scripts/mutation), where a
+    module-scoped run would count for the first test only. Running a mutant's tests, once per module
+    again: the mutant is the same for all of them, so one run of the program serves them all."""
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
 class DictConfig:
