@@ -248,17 +248,19 @@ def test_status_judges_by_the_bounds_and_checks_given(canary: Canary) -> None:
 
 
 def test_a_healthy_run_walks_every_step_then_promotes(canary: Canary) -> None:
-    ran = canary("run", "--json", "--steps", "10,50,100")
+    ran = canary("run", "--json")  # every option at its default
     assert ran.code == Outcome.PROMOTED.exit_code == 0
     result = ran.result
     run = result["run"]
     assert (result["outcome"], result["weight"], result["deployed"]) == ("promoted", 0, "v2 100% / v1 0%")
-    assert [analysis["verdict"] for analysis in result["analyses"]] == ["advance", "advance", "complete"]
-    assert result["elapsed_seconds"] == 3 * 60.0, "three analyses of the default 60 s interval, on the virtual clock"
+    assert result["steps"] == [10, 25, 50, 100]
+    assert [analysis["verdict"] for analysis in result["analyses"]] == ["advance"] * 3 + ["complete"]
+    assert result["elapsed_seconds"] == 4 * 60.0, "four analyses of the default 60 s interval, on the virtual clock"
     assert canary.stack.messages[1:] == [
-        f"canary {run}: step 1/3: canaryWeight=10",
-        f"canary {run}: step 2/3: canaryWeight=50",
-        f"canary {run}: step 3/3: canaryWeight=100",
+        f"canary {run}: step 1/4: canaryWeight=10",
+        f"canary {run}: step 2/4: canaryWeight=25",
+        f"canary {run}: step 3/4: canaryWeight=50",
+        f"canary {run}: step 4/4: canaryWeight=100",
         f"canary {run}: promote: scale v2 to 2 replicas: canaryReplicas=2",
         f"canary {run}: promote: make v2 stable and retire v1: stableVersion=v2, stableImage=quay.io/shardul/nginx:v2, "
         "stableReplicas=2, canaryVersion=v1, canaryImage=quay.io/shardul/nginx:v1, canaryReplicas=0, canaryWeight=0",
@@ -271,7 +273,11 @@ def test_a_healthy_run_walks_every_step_then_promotes(canary: Canary) -> None:
     ]
     assert canary.served() == "v2 100% / v1 0%"
     assert canary.record is None, "a finished run leaves no record"
-    assert ran.err[0] == f"canary run {run} on stack dev: steps 10,50,100"
+    assert ran.err[0] == f"canary run {run} on stack dev: steps 10,25,50,100"
+    ticks = [line.split(" | ")[0] for line in ran.err if line.startswith("  step 1 weight 10: ")]
+    assert ticks == [f"  step 1 weight 10: {left}s left" for left in (50, 40, 30, 20, 10)] + [
+        "  step 1 weight 10: request-success-rate 100.00% (>= 99%) ok"
+    ], "the live view every 10 s (the default --poll)"
     assert ran.err[-3:] == [
         "outcome: promoted, weight 0",
         "deployed: v2 100% / v1 0%",

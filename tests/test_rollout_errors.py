@@ -30,6 +30,7 @@ PULUMI_SAYS = {
         "environment variables\n"
     ),
     "anything else": "warning: a warning first\nerror: failed to load checkpoint: unexpected end of JSON input\n",
+    "nothing said": "",  # killed (out of memory, say) before it printed why
 }
 ONE_LINE = {
     "unknown stack": "canary status: stack nope does not exist in this backend (no stack named 'nope' found): "
@@ -39,6 +40,7 @@ ONE_LINE = {
     "missing passphrase": "canary status: stack nope encrypts its secrets with a passphrase: set "
     "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE); a scripts/try-local stack uses an empty one",
     "anything else": "canary status: pulumi: failed to load checkpoint: unexpected end of JSON input",
+    "nothing said": "canary status: pulumi: failed (run the same pulumi command by hand to see why)",
 }
 
 
