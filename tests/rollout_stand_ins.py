@@ -119,7 +119,11 @@ class DeployingStackStandIn(AutomationStackStandIn):
         self._seen = 0
 
     def deploy(self, message: str) -> None:
-        """An update with the current config, as the engine makes it (by the tool, or anyone else)."""
+        """Someone's `pulumi up` with the current config (after the tool's updates so far)."""
+        self._sync()
+        self._deploy(message)
+
+    def _deploy(self, message: str) -> None:
         values = {key.split(":", 1)[1]: value for key, value in self.config.items() if key.startswith(f"{PROJECT}:")}
         self.resources = deployed_state(values)
         self.updates.insert(0, Summary((self.updates[0].version or 0) + 1 if self.updates else 1, message))
@@ -127,7 +131,7 @@ class DeployingStackStandIn(AutomationStackStandIn):
     def _sync(self) -> None:
         done = self._engine_updates.read_text().splitlines() if self._engine_updates.exists() else []
         for message in done[self._seen :]:
-            self.deploy(message)
+            self._deploy(message)
         self._seen = len(done)
 
     def get_all_config(self) -> dict[str, auto.ConfigValue]:

@@ -113,7 +113,7 @@ class Canary:
 
     def configure(self, **values: str) -> None:
         """`pulumi config set`, without an update."""
-        self.stack.config.update({f"{PROJECT}:{key}": value for key, value in values.items()})
+        self.stack.set_all_config({key: auto.ConfigValue(value) for key, value in values.items()})
 
     def deploy(self, **values: str) -> None:
         """`pulumi config set` then `pulumi up`, by hand."""
@@ -360,6 +360,30 @@ def test_resume_continues_the_killed_run_from_its_recorded_step(canary: Canary) 
         f"canary {killed.id}: step 3/3: canaryWeight=100",
     ]
     assert canary.record is None
+
+
+def test_someone_elses_update_during_an_interval_stops_the_run_holding_its_record(canary: Canary) -> None:
+    healthy = measured(HEALTHY)
+    by_hand: list[str] = []
+
+    def meanwhile_a_deploy_from_main(handler: http.server.BaseHTTPRequestHandler) -> None:
+        # The deploy workflow's `pulumi up`, with main's config (weight 0), while the run waits for its analysis.
+        if handler.path.startswith("/api/v1/query") and not by_hand:
+            by_hand.append("deployed")
+            canary.deploy(canaryWeight="0")
+        healthy(handler)
+
+    canary.prometheus.answer = meanwhile_a_deploy_from_main
+    ran = canary("run", "--steps", "10,100", "--interval", "10s", "--poll", "10s")
+    assert ran.code == Outcome.HELD.exit_code == 1
+    assert (
+        "someone else changed what stack dev serves: v1 100% / v2 0%, not weight 10 for v2 as this run deployed "
+        "(last update: 'pulumi up by hand')"
+    ) in ran.lines
+    assert ran.lines[-3:-1] == ["outcome: held, weight 0", "deployed: v1 100% / v2 0%"]
+    assert canary.stack.messages[-1] == "pulumi up by hand", "the run made no other change"
+    record = canary.record
+    assert record is not None and record.step == 0, "kept: `canary run --resume` or `canary abort` ends it"
 
 
 def test_a_second_run_is_refused_while_one_is_recorded(canary: Canary) -> None:
