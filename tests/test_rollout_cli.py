@@ -49,6 +49,8 @@ ENGINE_SAYS = "Updating (dev):\n    ~ kubernetes:networking.istio.io/v1:VirtualS
 HEALTHY = {"v1": ("99.5", "120"), "v2": ("100", "80")}
 FAILING = {"v1": ("99.5", "120"), "v2": ("90", "80")}
 NO_DATA: dict[str, tuple[str, str]] = {}
+SUCCESS_RATE = {"name": "request-success-rate", "bound": 99.0, "kind": "min"}  # the built-in checks' JSON
+LATENCY = {"name": "request-duration", "bound": 500.0, "kind": "max"}
 SLOW_RETRIES = [5.0, 10.0]  # rollout.runner's waits between the attempts of a rollback
 
 
@@ -255,6 +257,23 @@ def test_a_healthy_run_walks_every_step_then_promotes(canary: Canary) -> None:
     assert (result["outcome"], result["weight"], result["deployed"]) == ("promoted", 0, "v2 100% / v1 0%")
     assert result["steps"] == [10, 25, 50, 100]
     assert [analysis["verdict"] for analysis in result["analyses"]] == ["advance"] * 3 + ["complete"]
+    assert result["analyses"][1] == {
+        "step": 2,
+        "weight": 25,
+        "verdict": "advance",
+        "checks": [
+            {**SUCCESS_RATE, "value": 100.0, "passed": True, "error": None},
+            {**LATENCY, "value": 80.0, "passed": True, "error": None},
+        ],
+    }
+    assert [(update["what"], update["changes"]) for update in result["updates"][:2]] == [
+        ("step 1/4", {"canaryWeight": "10"}),
+        ("step 2/4", {"canaryWeight": "25"}),
+    ]
+    seconds = [update["seconds"] for update in result["updates"]]
+    assert all(0 < second < 30 for second in seconds), "each update's own time (the engine stand-in's, real)"
+    assert result["update_seconds"] == pytest.approx(sum(seconds), abs=0.002)
+    assert (result["stack"], result["turned_off"]) == ("dev", [])
     assert result["elapsed_seconds"] == 4 * 60.0, "four analyses of the default 60 s interval, on the virtual clock"
     assert canary.stack.messages[1:] == [
         f"canary {run}: step 1/4: canaryWeight=10",
