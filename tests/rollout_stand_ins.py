@@ -117,6 +117,7 @@ class DeployingStackStandIn(AutomationStackStandIn):
         self.updates = [Summary(1, "")]  # the stack was deployed once, by a plain `pulumi up`
         self._engine_updates = engine / "updates.txt"
         self._seen = 0
+        self._deployed_config: dict[str, str] | None = None  # the last update's, until its state is read
 
     def deploy(self, message: str) -> None:
         """Someone's `pulumi up` with the current config (after the tool's updates so far)."""
@@ -124,8 +125,10 @@ class DeployingStackStandIn(AutomationStackStandIn):
         self._deploy(message)
 
     def _deploy(self, message: str) -> None:
+        """The state is made when it is read: the program runs under mocks in the main thread only, and an
+        update by someone else may come from another (a Prometheus stand-in's answer)."""
         values = {key.split(":", 1)[1]: value for key, value in self.config.items() if key.startswith(f"{PROJECT}:")}
-        self.resources = deployed_state(values)
+        self._deployed_config = values
         self.updates.insert(0, Summary((self.updates[0].version or 0) + 1 if self.updates else 1, message))
 
     def _sync(self) -> None:
@@ -152,6 +155,9 @@ class DeployingStackStandIn(AutomationStackStandIn):
 
     def export_stack(self) -> auto.Deployment:
         self._sync()
+        if self._deployed_config is not None:
+            self.resources = deployed_state(self._deployed_config)
+            self._deployed_config = None
         return super().export_stack()
 
     def history(self, page_size: int | None = None, show_secrets: bool = True) -> list[Summary]:

@@ -54,13 +54,14 @@ LATENCY = {"name": "request-duration", "bound": 500.0, "kind": "max"}
 SLOW_RETRIES = [5.0, 10.0]  # rollout.runner's waits between the attempts of a rollback
 
 
-def measured(by_version: Mapping[str, tuple[str, str]]) -> Answer:
-    """Prometheus answering each query with the value of the version it selects (Istio's workload label)."""
+def measured(by_version: Mapping[str, tuple[str, str]], window: str = "1m") -> Answer:
+    """Prometheus answering each query over `window` with the value of the version it selects (Istio's workload
+    label); any other query has no series."""
 
     def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(handler.path).query).get("query", [""])[0]
         for version, (success_rate, latency) in by_version.items():
-            if f'destination_workload=~"nginx-{version}"' in query:
+            if f'destination_workload=~"nginx-{version}"' in query and f"[{window}]" in query:
                 value = success_rate if "istio_requests_total" in query else latency
                 return json_answer(vector(value))(handler)
         return json_answer(vector())(handler)  # no series: the check has no answer
@@ -176,10 +177,10 @@ def test_status_json_shows_both_versions_the_deployed_split_the_header_route_mir
 ) -> None:
     canary.deploy(canaryWeight="10", mirrorPercent="20", **HEADER_ROUTE)
     canary.configure(canaryWeight="25")  # set, not yet deployed: status tells the config from what is served
-    canary.prometheus.answer = measured({"v1": ("99.5", "120"), "v2": ("97", "80")})
+    canary.prometheus.answer = measured({"v1": ("99.5", "120"), "v2": ("97", "80")}, window="30s")
     record = a_killed_run()
     canary.record = record
-    ran = canary("status", "--json")
+    ran = canary("status", "--json", "--window", "30s")
     assert ran.code == 0
     checks = [
         {"name": "request-success-rate", "bound": 99.0, "kind": "min", "error": None},
@@ -335,6 +336,26 @@ def test_failing_checks_roll_back_to_stable_and_exit_1(canary: Canary) -> None:
     assert canary.record is None
 
 
+def test_a_rollback_is_finished_even_when_someone_elses_update_came_meanwhile(canary: Canary) -> None:
+    """A run's step stops at an update that slipped in (tests below); its rollback never does: all traffic back
+    to stable comes first, whoever else deployed."""
+    failing = measured(FAILING)
+    by_hand: list[str] = []
+
+    def meanwhile_a_deploy_keeping_the_split(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/api/v1/query") and not by_hand:
+            by_hand.append("deployed")
+            canary.deploy(stableReplicas="3")
+        failing(handler)
+
+    canary.prometheus.answer = meanwhile_a_deploy_keeping_the_split
+    ran = canary("run", "--steps", "10,100", "--threshold", "1", "--interval", "10s", "--poll", "10s")
+    assert ran.code == Outcome.ROLLED_BACK.exit_code
+    assert ran.lines[-3:-1] == ["outcome: rolled-back, weight 0", "deployed: v1 100% / v2 0%"]
+    assert canary.stack.messages[-2] == "pulumi up by hand"
+    assert canary.record is None
+
+
 @pytest.mark.parametrize(
     ("option", "measures", "analyses"),
     [
@@ -478,6 +499,7 @@ def test_abort_sends_all_traffic_to_stable_turns_off_the_header_route_and_mirror
     assert [canary.config(key) for key in ("canaryWeight", "canaryHeaderName", "mirrorPercent")] == ["0", "", "0"]
     assert canary.served() == "v1 100% / v2 0%"
     assert canary.record is None
+    assert "turned off: header route x-canary, mirroring of 20% of requests" in ran.err
     assert ran.err[-3:-1] == ["outcome: aborted, weight 0", "deployed: v1 100% / v2 0%"]
 
 
@@ -591,9 +613,14 @@ def test_guard_passes_without_a_run(canary: Canary) -> None:
 def test_guard_fails_while_a_run_is_in_progress(canary: Canary) -> None:
     killed = a_killed_run()
     canary.record = killed
-    ran = canary("guard")
+    ran = canary("guard", "--json")
     assert ran.code == Outcome.REFUSED.exit_code
-    assert ran.lines[0] == f"stack dev has a canary run in progress: {killed.describe()}."
+    assert ran.result == {"stack": "dev", "run": json.loads(json.dumps(killed.as_dict()))}
+    assert ran.err == [
+        f"stack dev has a canary run in progress: {killed.describe()}.",
+        "Deploying now would change the split under it. Let it finish, `canary abort` it, "
+        "or deploy with force (the workflow's `force` input).",
+    ]
 
 
 # options every command has

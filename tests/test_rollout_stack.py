@@ -156,6 +156,19 @@ def test_an_update_that_failed_after_the_change_keeps_the_config_that_is_deploye
     ]
 
 
+def test_a_failure_without_error_lines_reports_the_end_of_the_output_capped(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    """No `error:` line, no diagnostics (the engine was killed mid-way): the report keeps the last 4000
+    characters of the output, where it stopped, not a flood of every step before."""
+    output = "".join(f"    ~ resource {number:04d} updating\n" for number in range(400))
+    engine_stand_in(bin_dir, output, 1)
+    stack, _, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "20"}, "m")
+    assert str(failed.value).split("\ndeployed: ")[0] == "pulumi up failed:\n" + output[-4000:]
+
+
 def test_a_change_made_by_someone_else_meanwhile_is_not_undone(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
     engine_stand_in(bin_dir, "error: the stack is locked\n", 255)
     stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
