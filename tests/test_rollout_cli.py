@@ -29,7 +29,7 @@ from pulumi import automation as auto
 from rollout import cli, runner
 from rollout.deployed import served_by
 from rollout.gate import Progress
-from rollout.outcome import Outcome
+from rollout.outcome import Outcome, RunPhase
 from rollout.record import TAG, RunRecord
 from tests.harness import EXISTING_CLUSTER, PROJECT_DIR
 from tests.rollout_stand_ins import (
@@ -424,6 +424,23 @@ def test_someone_elses_update_during_an_interval_stops_the_run_holding_its_recor
     assert canary.stack.messages[-1] == "pulumi up by hand", "the run made no other change"
     record = canary.record
     assert record is not None and record.step == 0, "kept: `canary run --resume` or `canary abort` ends it"
+
+
+def test_resuming_a_promotion_killed_after_its_last_phase_just_ends_the_run(canary: Canary) -> None:
+    swapped = {"stableVersion": "v2", "stableImage": "quay.io/shardul/nginx:v2", "canaryVersion": "v1"}
+    canary.deploy(**swapped, canaryImage="quay.io/shardul/nginx:v1", canaryReplicas="0")
+    killed = a_killed_run(step=3).entering(RunPhase.PROMOTING)  # killed between the swap and clearing its record
+    canary.record = killed
+    ran = canary("run", "--resume")
+    assert ran.code == Outcome.PROMOTED.exit_code
+    assert ran.lines[1:] == [
+        f"run {killed.id} was promoting: finishing the promotion",
+        "the promotion's last phase had been applied; nothing left to do",
+        "outcome: promoted, weight 0",
+        "deployed: v2 100% / v1 0%",
+    ], "no update, so no config to commit"
+    assert canary.stack.messages[-1] == "pulumi up by hand"
+    assert canary.record is None
 
 
 def test_a_second_run_is_refused_while_one_is_recorded(canary: Canary) -> None:
