@@ -179,7 +179,8 @@ def engine_stand_in(
     pause), logging each SIGINT, and exits 255 after the last, as a cancelled engine does.
 
     A successful `up` also appends its `--message` to updates.txt (for DeployingStackStandIn). It answers
-    `pulumi version`, and `pulumi stack ls --json` with stacks dev and prod, `selected` the current one."""
+    `pulumi version`, and `pulumi stack ls --json` with stacks dev and prod, `selected` the current one; outside
+    a project (no Pulumi.yaml in its working directory) it fails as pulumi does."""
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "pulumi"
     log = bin_dir / "calls.txt"
@@ -188,6 +189,7 @@ def engine_stand_in(
         "#!/bin/sh",
         f"echo \"$*\" >> '{log}'",
         f'if [ "$1" = version ]; then echo {PULUMI_VERSION}; exit 0; fi',
+        "if [ ! -f Pulumi.yaml ]; then echo 'error: no Pulumi.yaml project file found' >&2; exit 255; fi",
         f"case \"$*\" in *'stack ls --json'*) printf '%s' '{stacks}'; exit 0;; esac",  # after --non-interactive
         f"printf '%s' '{output}'",
     ]

@@ -375,6 +375,20 @@ def test_the_run_rolls_back_after_threshold_failed_or_error_limit_unanswered_ana
     assert verdicts == ["hold"] * (analyses - 1) + ["rollback"]
 
 
+@pytest.mark.parametrize(("window", "refused"), [("1s", False), ("0s", True), ("500ms", True), ("soon", True)])
+def test_a_window_under_a_second_is_refused_by_the_parser(
+    canary: Canary, window: str, refused: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not refused:
+        assert canary("status", "--window", window).code == 0
+        return
+    with pytest.raises(SystemExit) as stopped:
+        canary("status", "--window", window)
+    assert stopped.value.code == 2
+    message = f"argument --window: --window {window!r}: must be a duration like 60s or 1m, at least 1s"
+    assert capsys.readouterr().err.splitlines()[-1] == f"canary status: error: {message}"
+
+
 @pytest.mark.parametrize("option", ["--threshold", "--error-limit"])
 @pytest.mark.parametrize("value", ["0", "-1", "1.5", "two"])
 def test_a_count_below_one_is_refused_by_the_parser(
@@ -593,11 +607,15 @@ def test_an_interrupted_promotion_exits_130_saying_what_is_deployed(canary: Cana
     engine_stand_in(canary.bin, "", 0, interrupts=1)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        ran = canary("promote")
+        ran = canary("promote", "--json")
     finally:
         signal.signal(signal.SIGINT, previous)
     assert ran.code == Outcome.INTERRUPTED.exit_code == 130
+    assert ran.out == "", "no result; the notices go with the progress, to stderr"
     assert ran.err == [
+        "promote: scale v2 to 2 replicas: canaryReplicas=2 (pulumi up)",
+        "interrupted: cancelling the update; pulumi finishes the operations in flight and unlocks the stack "
+        "(interrupt again to force it, which can leave operations pending)",
         "canary promote: interrupted: the update was cancelled",
         "deployed: v1 90% / v2 10%",
         "stack config set to what is deployed: canaryReplicas=1",
