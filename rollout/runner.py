@@ -237,7 +237,8 @@ class Rollout:
                 step = progress.step
                 results = self._analyse(options, target, step, weight)
                 verdict, judged = judge(gate, progress, results)
-                self._check_hands_off(report, updating_next=verdict is Verdict.ADVANCE)
+                promoting_next = verdict is Verdict.COMPLETE and options.promote
+                self._check_hands_off(report, updating_next=verdict is Verdict.ADVANCE or promoting_next)
                 progress = judged
                 report.add_analysis(step, weight, verdict, results)
                 self.view.analysed(step, weight, results, verdict)

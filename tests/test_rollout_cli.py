@@ -356,6 +356,37 @@ def test_a_rollback_is_finished_even_when_someone_elses_update_came_meanwhile(ca
     assert canary.record is None
 
 
+def someone_deploys_during_the_first_analysis(canary: Canary, answer: Answer, **config: str) -> None:
+    """Prometheus `answer`s; while the run waits for its first analysis, someone runs `pulumi up` with `config`."""
+    by_hand: list[str] = []
+
+    def meanwhile(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/api/v1/query") and not by_hand:
+            by_hand.append("deployed")
+            canary.deploy(**config)
+        answer(handler)
+
+    canary.prometheus.answer = meanwhile
+
+
+@pytest.mark.parametrize("steps", ["10,50", "10"])
+def test_someone_elses_update_during_an_interval_that_keeps_the_split_does_not_stop_the_run(
+    canary: Canary, steps: str
+) -> None:
+    """The run checks what is served before each verdict: an update that serves the same split is not the run's
+    business (the base of its next update's check), whether a step or the promotion comes next."""
+    someone_deploys_during_the_first_analysis(canary, measured(HEALTHY), stableReplicas="3")
+    ran = canary("run", "--json", "--steps", steps, "--interval", "10s", "--poll", "10s")
+    assert (ran.code, ran.result["outcome"]) == (0, "promoted")
+    assert canary.stack.messages[2] == "pulumi up by hand"
+
+
+def test_the_interval_is_kept_to_the_millisecond(canary: Canary) -> None:
+    ran = canary("run", "--json", "--steps", "100", "--no-promote", "--interval", "1500ms", "--poll", "1s")
+    assert ran.result["elapsed_seconds"] == 1.5
+    assert [line.split(" | ")[0] for line in ran.err if "left" in line] == ["  step 1 weight 100: 0s left"]
+
+
 @pytest.mark.parametrize(
     ("option", "measures", "analyses"),
     [
