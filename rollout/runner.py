@@ -206,7 +206,7 @@ class Rollout:
                 RunPhase.PROMOTING: "`canary run --resume` finishes the promotion",
             }[phase]
             self.view.say(
-                f"{stopped or 'interrupted'}\nrun {record.id} stopped; its progress is kept on the stack: {then}, "
+                f"{str(stopped) or 'interrupted'}\nrun {record.id} stopped; its progress is kept on the stack: {then}, "
                 "`canary abort` sends all traffic back to stable"
             )
         finally:

@@ -99,6 +99,7 @@ class Canary:
         self.stack = DeployingStackStandIn(workspace, START, self.bin)
         self.selected: list[tuple[str, str]] = []
         self.clock = VirtualClock()
+        self.clock.now = 1_000.0  # a monotonic clock does not start at 0
         self.prometheus = prometheus
         self.prometheus.answer = measured(HEALTHY)
         self._capsys = capsys
@@ -118,10 +119,10 @@ class Canary:
         """`pulumi config set`, without an update."""
         self.stack.set_all_config({key: auto.ConfigValue(value) for key, value in values.items()})
 
-    def deploy(self, **values: str) -> None:
-        """`pulumi config set` then `pulumi up`, by hand."""
+    def deploy(self, message: str = "pulumi up by hand", **values: str) -> None:
+        """`pulumi config set` then `pulumi up`, by hand (or by another `canary`)."""
         self.configure(**values)
-        self.stack.deploy("pulumi up by hand")
+        self.stack.deploy(message)
 
     def config(self, key: str) -> str | None:
         return self.stack.config.get(f"{PROJECT}:{key}")
@@ -315,7 +316,7 @@ def test_a_run_with_no_promote_stops_at_the_last_step(canary: Canary) -> None:
     assert canary.config("stableVersion") is None, "still the default, v1: no promotion"
     assert canary.served() == "v1 0% / v2 100%"
     assert len(canary.stack.messages) == 1 + 2, "the two steps, no promotion"
-    assert canary.clock.now == 2 * 30.0
+    assert canary.clock.now == 1_000.0 + 2 * 30.0
     checks = "request-success-rate 100.00% (>= 99%) ok | request-duration 80.00ms (<= 500ms) ok"
     assert [line for line in ran.lines if line.startswith("  step 1 ")] == [  # the live view, every --poll
         f"  step 1 weight 50: 20s left | {checks}",
@@ -461,14 +462,18 @@ def test_someone_elses_update_during_an_interval_stops_the_run_holding_its_recor
     canary.prometheus.answer = meanwhile_a_deploy_from_main
     ran = canary("run", "--steps", "10,100", "--interval", "10s", "--poll", "10s")
     assert ran.code == Outcome.HELD.exit_code == 1
-    assert (
-        "someone else changed what stack dev serves: v1 100% / v2 0%, not weight 10 for v2 as this run deployed "
-        "(last update: 'pulumi up by hand')"
-    ) in ran.lines
-    assert ran.lines[-3:-1] == ["outcome: held, weight 0", "deployed: v1 100% / v2 0%"]
-    assert canary.stack.messages[-1] == "pulumi up by hand", "the run made no other change"
     record = canary.record
     assert record is not None and record.step == 0, "kept: `canary run --resume` or `canary abort` ends it"
+    held = ran.lines.index(
+        "someone else changed what stack dev serves: v1 100% / v2 0%, not weight 10 for v2 as this run deployed "
+        "(last update: 'pulumi up by hand')"
+    )
+    assert ran.lines[held + 1] == (
+        f"run {record.id} stops here without another change; its record is kept: `canary run --resume` reapplies "
+        "its step, `canary abort` sends all traffic back to stable"
+    )
+    assert ran.lines[-3:-1] == ["outcome: held, weight 0", "deployed: v1 100% / v2 0%"]
+    assert canary.stack.messages[-1] == "pulumi up by hand", "the run made no other change"
 
 
 def test_resuming_a_promotion_killed_after_its_last_phase_just_ends_the_run(canary: Canary) -> None:
@@ -486,6 +491,91 @@ def test_resuming_a_promotion_killed_after_its_last_phase_just_ends_the_run(cana
     ], "no update, so no config to commit"
     assert canary.stack.messages[-1] == "pulumi up by hand"
     assert canary.record is None
+
+
+@pytest.mark.parametrize("elsewhere", ["aborted", "taken over"])
+def test_a_run_whose_record_is_taken_during_an_interval_stops_without_another_change(
+    canary: Canary, elsewhere: str
+) -> None:
+    healthy = measured(HEALTHY)
+    other = a_killed_run((10, 100))
+
+    def meanwhile(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/api/v1/query") and canary.record is not None and canary.record.id != other.id:
+            if elsewhere == "aborted":  # `canary abort` on another machine: record removed, weight 0
+                del canary.stack.workspace.tags["dev"][TAG]
+                canary.deploy("canary: abort: canaryWeight=0", canaryWeight="0")
+            else:  # `canary run --resume` on another machine
+                canary.record = replace(canary.record, host=other.host, pid=other.pid)
+        healthy(handler)
+
+    canary.prometheus.answer = meanwhile
+    ran = canary("run", "--steps", "10,100", "--interval", "10s", "--poll", "10s")
+    assert ran.code == Outcome.LOST.exit_code == 1
+    run = canary.stack.messages[1].split(":")[0].split()[1]
+    by = "aborted" if elsewhere == "aborted" else f"taken over by {canary.record.describe() if canary.record else ''}"
+    assert f"run {run} no longer owns stack dev ({by}); stopping without changes" in ran.lines
+    assert ran.lines[-3].startswith("outcome: lost, weight ")
+    assert len(canary.stack.messages) == 2 + (elsewhere == "aborted"), "no change after the run's first step"
+
+
+@pytest.mark.parametrize(
+    ("phase", "engine_fails", "code", "said"),
+    [
+        (RunPhase.ROLLING_BACK, False, 1, "run {id} was rolling back: finishing the rollback"),
+        (RunPhase.ROLLING_BACK, True, 1, "`canary run --resume` or `canary abort` finishes the rollback"),
+        (RunPhase.PROMOTING, True, 1, "`canary run --resume` finishes the promotion"),
+    ],
+)
+def test_resume_finishes_the_phase_a_killed_run_was_in(
+    canary: Canary, phase: RunPhase, engine_fails: bool, code: int, said: str
+) -> None:
+    canary.deploy(canaryWeight="50")
+    killed = a_killed_run(step=1).entering(phase)
+    canary.record = killed
+    if engine_fails:
+        engine_stand_in(canary.bin, "error: the stack is locked\n", 255)
+    ran = canary("run", "--resume")
+    assert ran.code == code
+    assert any(said.format(id=killed.id) in line for line in ran.lines), ran.lines
+    if phase is RunPhase.ROLLING_BACK and not engine_fails:
+        assert canary.stack.messages[-1] == f"canary {killed.id}: roll back from weight 50: canaryWeight=0"
+        assert canary.record is None
+    else:
+        assert canary.record is not None and canary.record.phase is phase, "kept, for the next resume or abort"
+
+
+def a_sigterm_during_the_first_query(then: Answer | None = None) -> Answer:
+    """A cancelled CI job: one SIGTERM to the command's main thread during its first query, sent after Prometheus
+    answers `then` (or, without `then`, instead of an answer), so no write of this server meets a closed connection
+    and prints to the next test's stderr. One only: a second could land in the next test."""
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    sent: list[bool] = []
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if then is not None:
+            then(handler)
+        if handler.path.startswith("/api/v1/query") and not sent:
+            sent.append(True)
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    return answer
+
+
+def test_a_sigterm_during_an_analysis_stops_the_run_keeping_its_record(canary: Canary) -> None:
+    canary.prometheus.answer = a_sigterm_during_the_first_query(then=measured(HEALTHY))
+    ran = canary("run", "--steps", "10,100", "--interval", "10s", "--poll", "10s")
+    assert ran.code == Outcome.INTERRUPTED.exit_code
+    record = canary.record
+    assert record is not None
+    assert ran.lines[-5:-1] == [
+        "interrupted",  # a Ctrl-C has no message of its own
+        f"run {record.id} stopped; its progress is kept on the stack: `canary run --resume` continues it, "
+        "`canary abort` sends all traffic back to stable",
+        "outcome: interrupted, weight 10",
+        "deployed: v1 90% / v2 10%",
+    ]
 
 
 def test_a_second_run_is_refused_while_one_is_recorded(canary: Canary) -> None:
@@ -655,17 +745,11 @@ def test_an_interrupted_promotion_exits_130_saying_what_is_deployed(canary: Cana
 
 
 def test_a_sigterm_while_status_waits_for_prometheus_ends_it_as_interrupted(canary: Canary) -> None:
-    main_thread = threading.main_thread().ident
-    assert main_thread is not None
-
-    def terminate(handler: http.server.BaseHTTPRequestHandler) -> None:
-        signal.pthread_kill(main_thread, signal.SIGTERM)  # a cancelled CI job, while the query is in flight
-
     def not_handled(signum: int, frame: object) -> None:
         raise AssertionError("canary did not handle SIGTERM")
 
     signal.signal(signal.SIGTERM, not_handled)  # so a missing handler fails this test, not the whole session
-    canary.prometheus.answer = terminate
+    canary.prometheus.answer = a_sigterm_during_the_first_query()
     ran = canary("status")
     assert (ran.code, ran.err) == (Outcome.INTERRUPTED.exit_code, ["canary status: interrupted"])
 
