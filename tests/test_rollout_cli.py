@@ -523,8 +523,20 @@ def test_a_run_whose_record_is_taken_during_an_interval_stops_without_another_ch
     ("phase", "engine_fails", "code", "said"),
     [
         (RunPhase.ROLLING_BACK, False, 1, "run {id} was rolling back: finishing the rollback"),
-        (RunPhase.ROLLING_BACK, True, 1, "`canary run --resume` or `canary abort` finishes the rollback"),
-        (RunPhase.PROMOTING, True, 1, "`canary run --resume` finishes the promotion"),
+        (
+            RunPhase.ROLLING_BACK,
+            True,
+            1,
+            "run {id} stopped; its progress is kept on the stack: `canary run --resume` "
+            "or `canary abort` finishes the rollback, `canary abort` sends all traffic back to stable",
+        ),
+        (
+            RunPhase.PROMOTING,
+            True,
+            1,
+            "run {id} stopped; its progress is kept on the stack: `canary run --resume` "
+            "finishes the promotion, `canary abort` sends all traffic back to stable",
+        ),
     ],
 )
 def test_resume_finishes_the_phase_a_killed_run_was_in(
@@ -537,7 +549,7 @@ def test_resume_finishes_the_phase_a_killed_run_was_in(
         engine_stand_in(canary.bin, "error: the stack is locked\n", 255)
     ran = canary("run", "--resume")
     assert ran.code == code
-    assert any(said.format(id=killed.id) in line for line in ran.lines), ran.lines
+    assert said.format(id=killed.id) in ran.lines
     if phase is RunPhase.ROLLING_BACK and not engine_fails:
         assert canary.stack.messages[-1] == f"canary {killed.id}: roll back from weight 50: canaryWeight=0"
         assert canary.record is None
