@@ -206,7 +206,7 @@ class Rollout:
                 RunPhase.PROMOTING: "`canary run --resume` finishes the promotion",
             }[phase]
             self.view.say(
-                f"{stopped or 'interrupted'}\nrun {record.id} stopped; its progress is kept on the stack: {then}, "
+                f"{str(stopped) or 'interrupted'}\nrun {record.id} stopped; its progress is kept on the stack: {then}, "
                 "`canary abort` sends all traffic back to stable"
             )
         finally:
@@ -237,7 +237,8 @@ class Rollout:
                 step = progress.step
                 results = self._analyse(options, target, step, weight)
                 verdict, judged = judge(gate, progress, results)
-                self._check_hands_off(report, updating_next=verdict is Verdict.ADVANCE)
+                promoting_next = verdict is Verdict.COMPLETE and options.promote
+                self._check_hands_off(report, updating_next=verdict is Verdict.ADVANCE or promoting_next)
                 progress = judged
                 report.add_analysis(step, weight, verdict, results)
                 self.view.analysed(step, weight, results, verdict)

@@ -417,3 +417,22 @@ def test_a_failed_updates_reason_is_the_violation_not_the_programs_traceback() -
         "live: ValidatingAdmissionPolicy 'e2e-deny-weight-zero' denied request: e2e refuses weight 0"
     ), "a passing pack's summary is no reason; the API server's answer is"
     assert _diagnostics("something odd\n") == "something odd\n"
+
+
+def test_a_failed_updates_reason_keeps_each_errors_detail_lines_and_nothing_else() -> None:
+    output = (
+        "Updating (dev):\n"
+        "error: 2 errors occurred:\n"
+        "\t* the first\n"
+        "\twith a second line\n"
+        "    * the second\n"
+        "Resources:\n"
+        "    * a bullet that is no error's\n"
+    )
+    assert _diagnostics(output) == "error: 2 errors occurred:\n  * the first\n  with a second line\n  * the second"
+
+
+def test_without_error_lines_the_reason_is_the_diagnostics_section_capped() -> None:
+    output = "Updating (dev):\n    ~ VirtualService updated\n\nDiagnostics:\n  pulumi:pulumi:Stack (canary-dev):\n"
+    assert _diagnostics(output) == "Diagnostics:\n  pulumi:pulumi:Stack (canary-dev):\n"
+    assert _diagnostics(output, limit=20) == "Diagnostics:\n  pulum"

@@ -30,6 +30,8 @@ PULUMI_SAYS = {
         "environment variables\n"
     ),
     "anything else": "warning: a warning first\nerror: failed to load checkpoint: unexpected end of JSON input\n",
+    "nothing said": "",  # killed (out of memory, say) before it printed why
+    "nested errors": "error: could not read the stack: error: read tcp: connection reset by peer\n",
 }
 ONE_LINE = {
     "unknown stack": "canary status: stack nope does not exist in this backend (no stack named 'nope' found): "
@@ -39,6 +41,8 @@ ONE_LINE = {
     "missing passphrase": "canary status: stack nope encrypts its secrets with a passphrase: set "
     "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE); a scripts/try-local stack uses an empty one",
     "anything else": "canary status: pulumi: failed to load checkpoint: unexpected end of JSON input",
+    "nothing said": "canary status: pulumi: failed (run the same pulumi command by hand to see why)",
+    "nested errors": "canary status: pulumi: could not read the stack: error: read tcp: connection reset by peer",
 }
 
 
@@ -72,6 +76,27 @@ def test_pulumi_errors_are_one_line(
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     code, err = canary(["status", "--stack", "nope", "--cwd", str(PROJECT_DIR)], capsys)
     assert (code, err) == (Outcome.REFUSED.exit_code, [ONE_LINE[situation]])
+
+
+def test_without_stack_the_one_line_names_the_selected_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stand_in_pulumi(tmp_path / "bin", PULUMI_SAYS["locked stack"])  # `pulumi stack ls` fails too
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    code, err = canary(["status", "--cwd", str(PROJECT_DIR)], capsys)
+    assert (code, err) == (
+        Outcome.REFUSED.exit_code,
+        [ONE_LINE["locked stack"].replace("stack nope", "the selected stack")],
+    )
+
+
+def test_a_pulumi_that_cannot_be_run_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pulumi").write_text("#!/bin/sh\n")  # not executable
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, err = canary(["status", "--stack", "local", "--cwd", str(PROJECT_DIR)], capsys)
+    assert (code, err) == (Outcome.REFUSED.exit_code, ["canary status: [Errno 13] Permission denied: 'pulumi'"])
 
 
 def test_a_missing_pulumi_cli_is_one_line(

@@ -449,8 +449,29 @@ def test_an_abort_that_slips_in_before_the_runs_update_is_honoured() -> None:
     report = rollout.run(OPTIONS, record)
     assert report.outcome is Outcome.LOST
     assert stack.weights == ["10", "25", "0"], "the run's step replaced the abort, so it applies the abort again"
+    assert stack.updates[-1][1] == f"{ABORT}: abort (another process aborted while this update waited): canaryWeight=0"
     assert stack.deployed["canaryWeight"] == "0"
     assert stack.tags == {}, "the abort's end of the run stands"
+    assert f"run {record.id} was aborted elsewhere; the abort stands (all traffic to stable)" in rollout.view.lines  # type: ignore[attr-defined]
+
+
+def test_an_update_that_slips_in_before_the_runs_update_holds_the_run_naming_it() -> None:
+    stack = StackStandIn()
+    applied = stack.apply
+
+    def a_plain_pulumi_up_wins_the_lock_first(changes: Mapping[str, str], message: str) -> float:
+        if changes == {"canaryWeight": "25"}:  # between the run's check and its update; `pulumi up` has no message
+            stack.deploy({"stableReplicas": "3"}, "")
+        return applied(changes, message)
+
+    stack.apply = a_plain_pulumi_up_wins_the_lock_first  # type: ignore[method-assign]
+    rollout, record = start(stack, Metrics(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.HELD
+    assert stack.weights == ["10", "25"]
+    lines = rollout.view.lines  # type: ignore[attr-defined]
+    assert "update 3 (no message) by someone else ran just before this run's update 4, which replaced it" in lines[-1]
+    assert stack.read_record() is not None, "kept: resume or abort decides"
 
 
 def test_an_abort_elsewhere_during_an_interval_is_never_overwritten() -> None:

@@ -1,8 +1,8 @@
 """rollout/stack.py: the Automation API wrapper every `canary` change goes through.
 
-The engine cannot run in the unit tier, so two stand-ins take its place: the Automation API's
-`Stack` (config, state, update history and tags of one stack, in memory) and a `pulumi` CLI for
-`pulumi up` (a shell script that logs its arguments, prints what the engine would and exits
+The engine cannot run in the unit tier, so two stand-ins (tests/rollout_stand_ins.py) take its place:
+the Automation API's `Stack` (config, state, update history and tags of one stack, in memory) and a
+`pulumi` CLI for `pulumi up` (a shell script that logs its arguments, prints what the engine would and exits
 with its code; one variant sends the Ctrl-C a person would press while it runs). What is
 checked is what the user relies on: the config after a failed or interrupted update matches
 what the state says is deployed, the report says what is served, and the engine is cancelled
@@ -12,11 +12,8 @@ what the state says is deployed, the report says what is served, and the engine 
 from __future__ import annotations
 
 import signal
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pulumi import automation as auto
@@ -25,100 +22,15 @@ from rollout.record import TAG, RunRecord
 from rollout.stack import ApplyError, PulumiStack, Update, UpdateInterrupted
 from settings import SettingsError
 from tests.harness import EXISTING_CLUSTER, PROJECT_DIR
+from tests.rollout_stand_ins import (
+    PROJECT,
+    AutomationStackStandIn,
+    Command,
+    Summary,
+    WorkspaceStandIn,
+    engine_stand_in,
+)
 from tests.test_rollout import state_of
-
-PROJECT = "canary"
-
-
-@dataclass
-class Summary:
-    """The two fields of an UpdateSummary the tool reads."""
-
-    version: int | None
-    message: str
-
-
-@dataclass
-class Command:
-    command: str
-
-
-@dataclass
-class WorkspaceStandIn:
-    pulumi_command: Command
-    work_dir: str
-    env_vars: dict[str, str] = field(default_factory=dict)
-    pulumi_home: str | None = None
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def list_tags(self, stack_name: str) -> dict[str, str]:
-        return dict(self.tags.get(stack_name, {}))
-
-    def set_tag(self, stack_name: str, key: str, value: str) -> None:
-        self.tags.setdefault(stack_name, {})[key] = value
-
-    def remove_tag(self, stack_name: str, key: str) -> None:
-        del self.tags[stack_name][key]
-
-
-class AutomationStackStandIn:
-    """The Automation API's Stack over one stack: config keys as `project:key`, the state's resources."""
-
-    def __init__(self, workspace: WorkspaceStandIn, config: Mapping[str, str], resources: list[dict[str, Any]]) -> None:
-        self.workspace = workspace
-        self.config = {f"{PROJECT}:{key}": value for key, value in config.items()}
-        self.resources = resources
-        self.pending_operations: list[dict[str, Any]] = []
-        self.updates: list[Summary] = []  # newest first, as `pulumi stack history` lists them
-        self.config_calls: list[str] = []
-
-    def get_all_config(self) -> dict[str, auto.ConfigValue]:
-        return {key: auto.ConfigValue(value) for key, value in self.config.items()}
-
-    def set_all_config(self, values: Mapping[str, auto.ConfigValue]) -> None:
-        self.config_calls.append("set_all " + ",".join(values))
-        self.config.update({f"{PROJECT}:{key}": value.value for key, value in values.items()})
-
-    def set_config(self, key: str, value: auto.ConfigValue) -> None:
-        self.config_calls.append(f"set {key}")
-        self.config[f"{PROJECT}:{key}"] = value.value
-
-    def remove_config(self, key: str) -> None:
-        self.config_calls.append(f"remove {key}")
-        del self.config[f"{PROJECT}:{key}"]
-
-    def export_stack(self) -> auto.Deployment:
-        state: dict[str, Any] = {"resources": self.resources}
-        if self.pending_operations:
-            state["pending_operations"] = self.pending_operations
-        return auto.Deployment(version=3, deployment=state)
-
-    def history(self, page_size: int | None = None, show_secrets: bool = True) -> list[Summary]:
-        assert not show_secrets, "the tool never needs secrets from the history"
-        return self.updates[:page_size]
-
-
-def engine_stand_in(bin_dir: Path, output: str, exit_code: int, interrupts: int = 0) -> Path:
-    """A `pulumi` that logs its arguments, prints `output` and exits with `exit_code`. With `interrupts`, it
-    sends that many Ctrl-Cs to its parent (the tool) while it runs, one per SIGINT it gets (the first after a
-    pause), logging each SIGINT, and exits 255 after the last, as a cancelled engine does."""
-    bin_dir.mkdir(exist_ok=True)
-    script = bin_dir / "pulumi"
-    log = bin_dir / "calls.txt"
-    lines = ["#!/bin/sh", f"echo \"$*\" >> '{log}'", f"printf '%s' '{output}'"]
-    if interrupts:
-        lines += [
-            "got=0",
-            f"on_int() {{ got=$((got + 1)); echo SIGINT >> '{log}'; "
-            f"if [ $got -ge {interrupts} ]; then exit 255; fi; kill -INT $PPID; }}",
-            "trap on_int INT",
-            "sleep 0.3; kill -INT $PPID",
-            "while :; do sleep 0.05; done",
-        ]
-    lines.append(f"exit {exit_code}")
-    script.write_text("\n".join(lines) + "\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return log
 
 
 @pytest.fixture
@@ -242,6 +154,19 @@ def test_an_update_that_failed_after_the_change_keeps_the_config_that_is_deploye
         "deployed: v1 75% / v2 25%",
         "stack config set to what is deployed: canaryWeight=25",
     ]
+
+
+def test_a_failure_without_error_lines_reports_the_end_of_the_output_capped(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    """No `error:` line, no diagnostics (the engine was killed mid-way): the report keeps the last 4000
+    characters of the output, where it stopped, not a flood of every step before."""
+    output = "".join(f"    ~ resource {number:04d} updating\n" for number in range(400))
+    engine_stand_in(bin_dir, output, 1)
+    stack, _, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    with pytest.raises(ApplyError) as failed:
+        stack.apply({"canaryWeight": "20"}, "m")
+    assert str(failed.value).split("\ndeployed: ")[0] == "pulumi up failed:\n" + output[-4000:]
 
 
 def test_a_change_made_by_someone_else_meanwhile_is_not_undone(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
