@@ -200,7 +200,9 @@ def engine_stand_in(
             f"if [ $got -ge {interrupts} ]; then exit 255; fi; kill -INT $PPID; }}",
             "trap on_int INT",
             "sleep 0.3; kill -INT $PPID",
-            "while :; do sleep 0.05; done",
+            # Bounded: a tool that never forwards the Ctrl-C (a bug, or a mutant) must not leave it running.
+            "n=0; while [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done",
+            f"echo 'no SIGINT within 10 s' >> '{log}'; exit 1",
         ]
     elif exit_code == 0:
         lines += [
