@@ -340,16 +340,7 @@ def test_failing_checks_roll_back_to_stable_and_exit_1(canary: Canary) -> None:
 def test_a_rollback_is_finished_even_when_someone_elses_update_came_meanwhile(canary: Canary) -> None:
     """A run's step stops at an update that slipped in (tests below); its rollback never does: all traffic back
     to stable comes first, whoever else deployed."""
-    failing = measured(FAILING)
-    by_hand: list[str] = []
-
-    def meanwhile_a_deploy_keeping_the_split(handler: http.server.BaseHTTPRequestHandler) -> None:
-        if handler.path.startswith("/api/v1/query") and not by_hand:
-            by_hand.append("deployed")
-            canary.deploy(stableReplicas="3")
-        failing(handler)
-
-    canary.prometheus.answer = meanwhile_a_deploy_keeping_the_split
+    someone_deploys_during_the_first_analysis(canary, measured(FAILING), stableReplicas="3")  # keeps the split
     ran = canary("run", "--steps", "10,100", "--threshold", "1", "--interval", "10s", "--poll", "10s")
     assert ran.code == Outcome.ROLLED_BACK.exit_code
     assert ran.lines[-3:-1] == ["outcome: rolled-back, weight 0", "deployed: v1 100% / v2 0%"]
@@ -449,17 +440,8 @@ def test_resume_continues_the_killed_run_from_its_recorded_step(canary: Canary) 
 
 
 def test_someone_elses_update_during_an_interval_stops_the_run_holding_its_record(canary: Canary) -> None:
-    healthy = measured(HEALTHY)
-    by_hand: list[str] = []
-
-    def meanwhile_a_deploy_from_main(handler: http.server.BaseHTTPRequestHandler) -> None:
-        # The deploy workflow's `pulumi up`, with main's config (weight 0), while the run waits for its analysis.
-        if handler.path.startswith("/api/v1/query") and not by_hand:
-            by_hand.append("deployed")
-            canary.deploy(canaryWeight="0")
-        healthy(handler)
-
-    canary.prometheus.answer = meanwhile_a_deploy_from_main
+    # The deploy workflow's `pulumi up`, with main's config (weight 0), while the run waits for its analysis.
+    someone_deploys_during_the_first_analysis(canary, measured(HEALTHY), canaryWeight="0")
     ran = canary("run", "--steps", "10,100", "--interval", "10s", "--poll", "10s")
     assert ran.code == Outcome.HELD.exit_code == 1
     record = canary.record
