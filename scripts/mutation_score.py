@@ -15,8 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # a failing test or pytest error, a timeout, the type checker
+KILLED = {1, 3, 36, 37, -24, 24, 152}  # a failing test or pytest error, a timeout (SIGXCPU), the type checker
 SURVIVED = 0
+# mutmut's worker exits 255 when running the tests raised (pytest refused the test ids, say). mutmut calls
+# that a timeout; it is no verdict: the tests never ran.
+NOT_TESTED = 255
 
 
 def equivalent_mutants() -> set[str]:
@@ -42,6 +45,7 @@ def main(prefixes: list[str], every: int) -> int:
     equivalent = equivalent_mutants()
     total = Counter[str]()
     survivors: list[str] = []
+    not_tested: list[str] = []
     print(f"{'module':<24} {'mutants':>8} {'killed':>7} {'equivalent':>10} {'survived':>9} {'not run':>8} {'score':>7}")
     if every > 1:
         print(f"a sample: every {every}th mutant of each module")
@@ -57,6 +61,8 @@ def main(prefixes: list[str], every: int) -> int:
                 survivors.append(name)
             else:
                 counts["not run"] += 1
+                if code == NOT_TESTED:
+                    not_tested.append(name)
         judged = counts["killed"] + counts["equivalent"] + counts["survived"]
         score = (counts["killed"] + counts["equivalent"]) / judged if judged else 0.0
         print(
@@ -74,6 +80,10 @@ def main(prefixes: list[str], every: int) -> int:
     if survivors:
         print("\nsurvivors (`venv/bin/mutmut show NAME` shows the change):")
         print("\n".join(f"  {name}" for name in sorted(survivors)))
+    if not_tested:
+        print(f"\n{len(not_tested)} mutants counted as not run: their tests could not be started (exit 255: pytest refused to run them, e.g. a test id it cannot select):")
+        print("\n".join(f"  {name}" for name in sorted(not_tested)))
+        return 1
     return 0
 
 

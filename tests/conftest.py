@@ -14,3 +14,12 @@ def pytest_configure(config: pytest.Config) -> None:
         importlib.import_module("tests.harness")
     except RuntimeError as error:  # harness.SdkAdapterError
         raise pytest.UsageError(str(error)) from None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A parameter's id with "::" splits the node id, and one with a backslash (pytest's escape of
+    # a non-ASCII or control character) does not match itself when passed back: `pytest <id>`
+    # cannot select such a test, nor can mutmut, which runs each mutant's tests by id.
+    unselectable = [item.nodeid for item in items if any(part in item.nodeid.partition("[")[2] for part in ("::", "\\"))]
+    if unselectable:
+        raise pytest.UsageError("test ids that `pytest <id>` cannot select (give them plain ids): " + ", ".join(unselectable))

@@ -379,6 +379,13 @@ def program_scope(fixture_name: str, config: Any) -> Literal["module", "function
     return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
+def case_id(key: str, value: str) -> str:
+    """A test id for a setting's value that `pytest <id>` (and mutmut) can select: short, without
+    "::", which splits a node id, and with "?" for what pytest would escape with a backslash."""
+    shown = "".join(char if " " <= char <= "~" and char != "\\" else "?" for char in value[:20])
+    return f"{key}={shown!r}".replace("::", ":")
+
+
 class DictConfig:
     """A ConfigSource of raw strings, as `pulumi.Config().get` returns them."""
 

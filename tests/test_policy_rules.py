@@ -288,6 +288,7 @@ def test_empty_and_non_text_credentials_are_not_reported() -> None:
         ("users:\n- user:\n    exec: {command: aws}\n", False),
         ("/home/me/.kube/config", False),
     ],
+    ids=["client-key-data", "password", "token", "exec", "a-path"],
 )
 def test_what_counts_as_an_embedded_kubeconfig_credential(kubeconfig: str, embedded: bool) -> None:
     found = check_resource(rules.validate_secrets, "pulumi:providers:kubernetes", {"kubeconfig": kubeconfig})

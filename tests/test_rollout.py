@@ -131,6 +131,7 @@ def test_custom_check() -> None:
         ("x:min:nan:up", "bound 'nan' must be a number"),
         ("x:min:1:rate(up{pod=~'$pod'}[1m])", r"only use \$namespace, \$workload and \$window"),
     ],
+    ids=["no-parts", "bad-name", "bad-kind", "bad-bound", "nan-bound", "unknown-variable"],
 )
 def test_bad_custom_checks_are_refused(spec: str, message: str) -> None:
     with pytest.raises(CheckSpecError, match=message):

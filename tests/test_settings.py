@@ -14,7 +14,7 @@ from settings import (
     declared_settings,
     load_settings,
 )
-from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, run_program
+from tests.harness import EXISTING_CLUSTER, DictConfig, ProgramRun, case_id, run_program
 
 BAD_VALUES = [
     # key, value, what the message must say is allowed
@@ -124,7 +124,7 @@ def test_every_weight_from_0_to_100_is_accepted(weight: int) -> None:
     assert load_settings(DictConfig({"canaryWeight": str(weight)})).app.canary_weight == weight
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[f"{k}={v[:20]!r}" for k, v, _ in BAD_VALUES])
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[case_id(k, v) for k, v, _ in BAD_VALUES])
 def test_bad_value_is_named_with_what_is_allowed(key: str, value: str, allowed: str) -> None:
     message = message_for({key: value, **EXTRA.get(key, {})})
     named = REPORTED_ON.get(key, key)
@@ -173,7 +173,7 @@ def test_full_weight_needs_no_stable_replicas() -> None:
     assert "stableReplicas" in message_for({"canaryWeight": "99", "stableReplicas": "0"})
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[f"{k}={v[:20]!r}" for k, v, _ in BAD_VALUES])
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[case_id(k, v) for k, v, _ in BAD_VALUES])
 def test_bad_value_stops_the_program_before_any_resource(key: str, value: str, allowed: str) -> None:
     run = ProgramRun()
     with pytest.raises(SettingsError, match=re.escape(allowed)):
@@ -241,7 +241,7 @@ BOUNDARIES = [
      json.dumps([f"subnet-{i:08x}" for i in range(101)]), "at most 100 subnet IDs",
      {"vpcId": "vpc-0123abcd", "privateSubnetIds": '["subnet-0123abcd", "subnet-0123abce"]'}),
 ]  # fmt: skip
-BOUNDARY_IDS = [f"{key}={outside[:16]!r}" for key, _, outside, _, _ in BOUNDARIES]
+BOUNDARY_IDS = [case_id(key, outside) for key, _, outside, _, _ in BOUNDARIES]
 
 
 @pytest.mark.parametrize(("key", "inside", "outside", "allowed", "others"), BOUNDARIES, ids=BOUNDARY_IDS)

@@ -53,6 +53,7 @@ def problems(config: dict[str, str]) -> list[str]:
         ("clusterAdminArns", '["arn:aws:iam::123456789012:user/ops"]', '["arn:aws:iam::12345678901:user/ops"]'),
         ("installIstio", " TRUE ", "1"),
     ],
+    ids=lambda value: value.replace("::", ":") if isinstance(value, str) and "::" in value else None,
 )
 def test_the_edges_of_each_setting(key: str, last_good: str, first_bad: str) -> None:
     extra = {"canaryReplicas": "1"} if key in ("canaryWeight", "mirrorPercent") else {}
