@@ -1,6 +1,6 @@
 """The mutation score per module from mutmut's results in ./mutants (scripts/mutation).
 
-Killed (by a failing test, a timeout or the type checker) over all mutants; the survivors
+Killed (by a failing test, a timeout or mypy: mutants/rejected-by-mypy.txt) over all mutants; the survivors
 are listed unless docs/mutation.md lists them as equivalent (a line starting with the
 mutant's name in backticks).
 """
@@ -27,15 +27,24 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"^- `([\w.]+__mutmut_\d+)`", text, re.MULTILINE))
 
 
-def results(prefixes: list[str], every: int = 1) -> dict[str, dict[str, int | None]]:
-    """Exit code by mutant name, per module; with `every` > 1 only every so many mutants of each (a sample)."""
+REJECTED_BY_MYPY = 37  # mutmut's exit code for a mutant its type checker rejected
+
+
+def results(prefixes: list[str], every: int = 1, untyped: bool = False) -> dict[str, dict[str, int | None]]:
+    """Exit code by mutant name, per module; with `every` > 1 only every so many mutants of each (a sample);
+    `untyped`: only the mutants mypy did not reject (scripts/mutation_types.py), which need a test."""
+    rejected_file = ROOT / "mutants" / "rejected-by-mypy.txt"
+    rejected = set(rejected_file.read_text().split()) if rejected_file.exists() else set()
     by_module: dict[str, dict[str, int | None]] = {}
     for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
         module = ".".join(meta.relative_to(ROOT / "mutants").with_suffix("").with_suffix("").parts)
         if not any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
+        codes = {name: REJECTED_BY_MYPY if name in rejected else code for name, code in codes.items()}
         sample = sorted(codes, key=lambda name: (name.rsplit("__mutmut_", 1)[0], int(name.rsplit("_", 1)[1])))[::every]
+        if untyped:
+            sample = [name for name in sample if name not in rejected]
         if sample:
             by_module[module] = {name: codes[name] for name in sample}
     return by_module
@@ -81,7 +90,10 @@ def main(prefixes: list[str], every: int) -> int:
         print("\nsurvivors (`venv/bin/mutmut show NAME` shows the change):")
         print("\n".join(f"  {name}" for name in sorted(survivors)))
     if not_tested:
-        print(f"\n{len(not_tested)} mutants counted as not run: their tests could not be started (exit 255: pytest refused to run them, e.g. a test id it cannot select):")
+        print(
+            f"\n{len(not_tested)} mutants counted as not run: their tests could not be started"
+            " (exit 255: pytest refused to run them, e.g. a test id it cannot select):"
+        )
         print("\n".join(f"  {name}" for name in sorted(not_tested)))
         return 1
     return 0
@@ -90,12 +102,15 @@ def main(prefixes: list[str], every: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--every", type=int, default=1, help="only every so many mutants of each module (a sample)")
-    parser.add_argument("--names", action="store_true", help="print the mutants' names instead of the score")
+    parser.add_argument(
+        "--names", action="store_true", help="print the names of the mutants mypy did not reject instead of the score"
+    )
     parser.add_argument(
         "modules", nargs="*", default=["workloads", "settings", "capacity", "mesh", "infra", "rollout", "policy"]
     )
     options = parser.parse_args()
     if options.names:
-        print("\n".join(name for codes in results(options.modules, options.every).values() for name in codes))
+        selected = results(options.modules, options.every, untyped=True)
+        print("\n".join(name for codes in selected.values() for name in codes))
         sys.exit(0)
     sys.exit(main(options.modules, options.every))
