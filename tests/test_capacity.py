@@ -251,6 +251,10 @@ def test_the_seed_stack_on_three_nodes_of_each_type(name: str, warnings: list[st
 def test_t3_nano_is_refused_with_its_numbers() -> None:
     message = failure_of({"nodeInstanceType": "t3.nano"})
     assert "each t3.nano node: at most 4 pods, 1930m CPU and 113 MiB memory allocatable" in message, message
+    assert (
+        "  needed: 20 pods, 3135m CPU, 6392 MiB memory (7 pods on the busiest node); "
+        "the node group offers 12 pods, 5790m CPU, 339 MiB memory (3 x t3.nano)\n"
+    ) in message
     assert "short by" in message and "pods" in message.split("short by")[1].splitlines()[0]
 
 

@@ -46,6 +46,13 @@ def test_a_route_without_mirror_or_header_serves_only_its_split() -> None:
     )
 
 
+def test_a_virtual_service_with_only_a_header_route_serves_no_split_and_no_mirror() -> None:
+    header_only = {"match": [{"headers": {"x-canary": {"exact": "on"}}}], "route": [route("v2", 100)]}
+    served = served_by([virtual_service([header_only])])
+    assert served == Served({}, "v1", "v2", header="x-canary")
+    assert served is not None and served.mirror_percent == 0
+
+
 def test_a_lone_destination_takes_every_request_and_a_weightless_one_beside_others_none() -> None:
     assert served_by([virtual_service([{"route": [route("v1")]}])]) == Served({"v1": 100}, "v1", "v2")
     assert served_by([virtual_service([{"route": [route("v1", 100), route("v2")]}])]) == Served(

@@ -293,6 +293,28 @@ def test_an_interrupt_keeps_the_record_for_resume() -> None:
     assert any("canary run --resume" in line for line in rollout.view.lines)  # type: ignore[attr-defined]
 
 
+def test_a_report_says_what_is_deployed_is_unknown_when_the_state_cannot_be_read() -> None:
+    class Unreadable(StackStandIn):
+        """The backend goes away once the run has ended (its record cleared), before the report is made."""
+
+        ended = False
+
+        def clear_record(self) -> None:
+            super().clear_record()
+            self.ended = True
+
+        def served(self) -> Served | None:
+            if self.ended:
+                raise OSError("backend unreachable")
+            return super().served()
+
+    stack = Unreadable()
+    rollout, record = start(stack, Metrics(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.PROMOTED
+    assert (report.deployed, report.as_dict()["deployed"]) == ("unknown (backend unreachable)",) * 2
+
+
 def test_promotion_whose_last_phase_is_invalid_changes_nothing() -> None:
     """The current config is valid and so are the first phases; only the role swap is refused."""
 

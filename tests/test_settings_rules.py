@@ -166,3 +166,11 @@ def test_name_messages_in_full() -> None:
         "starting with a letter and ending with a letter or digit"
     ]
     assert problems({"clusterName": "-dev"}) == ["clusterName = \"-dev\": must be 1-100 letters, digits, '-' or '_'"]
+
+
+@pytest.mark.parametrize("key", ["clusterAdminArns", "clusterViewerArns"])
+def test_an_arn_listed_twice_is_named_under_its_own_setting(key: str) -> None:
+    arn = "arn:aws:iam::123456789012:role/ops"
+    assert problems({key: f'["{arn}", "{arn}"]'}) == [
+        f'{key} = ["{arn}", "{arn}"]: must list each ARN once (repeated: {arn})'
+    ]
