@@ -15,7 +15,17 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from rollout.checks import P99_LATENCY, SUCCESS_RATE, Check, CheckResult, Prometheus, Target, builtin_checks
+from rollout.checks import (
+    P99_LATENCY,
+    SUCCESS_RATE,
+    Check,
+    CheckResult,
+    CheckSpecError,
+    Prometheus,
+    Target,
+    builtin_checks,
+    parse_bound,
+)
 
 
 class FakeApi:
@@ -129,3 +139,22 @@ def test_flaggers_queries_in_full() -> None:
     assert (latency.query, latency.kind, latency.bound, latency.unit) == (P99_LATENCY, "max", 250, "ms")
     assert success.describe_bound() == ">= 95.5%" and latency.describe_bound() == "<= 250ms"
     assert math.isclose(Prometheus("http://127.0.0.1:9090/").timeout, 10.0)
+
+
+@pytest.mark.parametrize(("text", "high"), [("0", 100.0), ("100", 100.0), ("0", math.inf), ("1e9", math.inf)])
+def test_a_bound_at_either_end_of_its_range_is_accepted(text: str, high: float) -> None:
+    assert parse_bound(text, "--bound", 0, high) == float(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "high", "message"),
+    [
+        ("-0.001", 100.0, "--bound '-0.001': must be a number from 0 to 100"),
+        ("100.5", 100.0, "--bound '100.5': must be a number from 0 to 100"),
+        ("-1", math.inf, "--bound '-1': must be a number from 0"),  # no upper end to name
+    ],
+)
+def test_a_bound_just_outside_its_range_is_refused_naming_the_range(text: str, high: float, message: str) -> None:
+    with pytest.raises(CheckSpecError) as refused:
+        parse_bound(text, "--bound", 0, high)
+    assert str(refused.value) == message

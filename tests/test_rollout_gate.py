@@ -11,7 +11,7 @@ import pytest
 
 from rollout.checks import CheckResult, builtin_checks, parse_duration
 from rollout.gate import Gate, Progress, Verdict, judge, parse_steps
-from rollout.record import RunRecord, this_host
+from rollout.record import RunPhase, RunRecord, this_host
 
 SUCCESS, LATENCY = builtin_checks()
 GATE = Gate(steps=(10, 50, 100), threshold=3, error_limit=2)
@@ -78,6 +78,8 @@ def test_a_record_is_alive_only_for_another_live_process_on_this_host() -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         assert replace(record, pid=sleeper.pid).is_alive_here()
+        with pytest.raises(subprocess.TimeoutExpired):  # asking sends no signal that stops the run
+            sleeper.wait(timeout=0.2)
         assert not replace(record, pid=sleeper.pid, host=this_host() + "-elsewhere").is_alive_here()
     finally:
         sleeper.kill()
@@ -88,6 +90,9 @@ def test_a_record_is_alive_only_for_another_live_process_on_this_host() -> None:
 def test_a_record_describes_where_the_run_is() -> None:
     record = replace(RunRecord.begin((10, 50, 100)), id="abc12345", pid=42, host="ci", started="S", updated="U", step=1)
     assert record.describe() == "run abc12345 (pid 42 on ci, started S, last update U) at step 2 of 3, weight 50"
+    said = "run abc12345 (pid 42 on ci, started S, last update U)"
+    assert replace(record, step=3).describe().endswith("weight 100"), "past its last step: the last weight"
+    assert replace(record, phase=RunPhase.PROMOTING).describe() == f"{said} promoting"
     assert record.taken_over().pid == os.getpid() and record.taken_over().id == "abc12345"
     assert record.owns(record) and not record.owns(None) and not record.owns(replace(record, pid=43))
     assert not record.owns(replace(record, id="other"))
