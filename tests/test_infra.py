@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 
 import pytest
 
+from infra.cluster import current_context
 from infra.network import subnet_cidrs
 from infra.preview import MANAGED_KINDS, PREVIEW_GROUP
 from settings import declared_settings
@@ -486,3 +489,22 @@ def test_every_resource_is_a_child_of_its_layers_component(config: dict[str, str
             assert resource.parent == components[expected], resource.name
         else:
             assert resource.parent in components.values(), resource.name
+
+
+def test_the_current_context_is_read_as_kubectl_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing, garbage, without, first, second = (tmp_path / name for name in ("missing", "garbage", "none", "a", "b"))
+    garbage.write_text("current-context: [unclosed\n")
+    without.write_text("apiVersion: v1\nkind: Config\n")
+    first.write_text("current-context: first\n")
+    second.write_text("current-context: second\n")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config to fall back on
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join(str(p) for p in (missing, garbage, without, first, second)))
+    assert current_context(None) == "first", "files that are missing, unreadable or set none are skipped"
+    assert current_context(str(second)) == "second", "a path given wins over $KUBECONFIG"
+    assert current_context("current-context: inline\nkind: Config\n") == "inline", "contents given as YAML"
+    assert current_context('{"current-context": "json"}') == "json", "contents given as JSON, on one line"
+    monkeypatch.delenv("KUBECONFIG")
+    assert current_context(None) is None
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text("current-context: home\n")
+    assert current_context(None) == "home"

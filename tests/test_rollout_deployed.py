@@ -53,15 +53,30 @@ def test_a_virtual_service_with_only_a_header_route_serves_no_split_and_no_mirro
     assert served is not None and served.mirror_percent == 0
 
 
+def test_an_http_route_with_only_a_header_rule_serves_no_split_and_no_mirror() -> None:
+    header_only = {
+        "matches": [{"headers": [{"name": "x-canary", "value": "on"}]}],
+        "backendRefs": [{"name": "nginx-v2"}],
+    }
+    served = served_by([http_route([header_only])])
+    assert served == Served({}, "v1", "v2", header="x-canary")
+    assert served is not None and served.mirror_percent == 0
+
+
 def test_a_lone_destination_takes_every_request_and_a_weightless_one_beside_others_none() -> None:
     assert served_by([virtual_service([{"route": [route("v1")]}])]) == Served({"v1": 100}, "v1", "v2")
     assert served_by([virtual_service([{"route": [route("v1", 100), route("v2")]}])]) == Served(
         {"v1": 100, "v2": 0}, "v1", "v2"
     )
+    assert served_by([http_route([{"backendRefs": [{"name": "nginx-v1"}]}])]) == Served({"v1": 100}, "v1", "v2")
 
 
 def test_without_the_programs_annotations_the_versions_are_unknown_not_none() -> None:
     served = served_by([virtual_service([{"route": [route("v1", 100)]}], annotations={})])
+    assert served is not None and (served.stable, served.canary) == ("", "")
+    route_without = http_route([{"backendRefs": [{"name": "nginx-v1", "weight": 100}]}])
+    route_without["outputs"]["metadata"]["annotations"] = {}
+    served = served_by([route_without])
     assert served is not None and (served.stable, served.canary) == ("", "")
     assert deployed_config([virtual_service([{"route": [route("v1", 100)]}], annotations={})])["canaryVersion"] == ""
 
