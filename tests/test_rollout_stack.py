@@ -19,7 +19,7 @@ import pytest
 from pulumi import automation as auto
 
 from rollout.record import TAG, RunRecord
-from rollout.stack import ApplyError, PulumiStack, Update, UpdateInterrupted
+from rollout.stack import ApplyError, PulumiStack, Update, UpdateInterrupted, _diagnostics
 from settings import SettingsError
 from tests.harness import EXISTING_CLUSTER, PROJECT_DIR
 from tests.rollout_stand_ins import (
@@ -297,3 +297,12 @@ def test_the_run_record_lives_in_one_stack_tag(monkeypatch: pytest.MonkeyPatch, 
     assert stack.read_record() == record
     stack.clear_record()
     assert automation.workspace.tags == {"dev": {"owner": "platform"}, "other": {TAG: "{}"}}
+
+
+def test_why_an_update_failed_is_found_at_the_very_start_of_the_output_too() -> None:
+    refused = "Policies:\n    pack@v1\n        - [mandatory]  rule  (type: name)\n          why\n\nResources:\n"
+    assert _diagnostics(refused) == refused.split("\n\n")[0]
+    diagnostics = "Diagnostics:\n  pulumi:pulumi:Stack (canary-dev):\n    warning: w\n"
+    assert _diagnostics(diagnostics, limit=20) == diagnostics[:20], "from the section on, capped"
+    indented = "\tan indented first line\n* a bullet\nthe end\n"
+    assert _diagnostics(indented) == indented, "indented lines are reasons only under an error: line"
