@@ -87,6 +87,14 @@ def test_a_record_is_alive_only_for_another_live_process_on_this_host() -> None:
     assert not replace(record, pid=sleeper.pid).is_alive_here(), "a finished process owns nothing"
 
 
+def test_a_run_of_another_user_is_alive_though_it_cannot_be_signalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_permitted(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("rollout.record.os.kill", not_permitted)
+    assert replace(RunRecord.begin((10, 50)), pid=1).is_alive_here()
+
+
 def test_a_record_describes_where_the_run_is() -> None:
     record = replace(RunRecord.begin((10, 50, 100)), id="abc12345", pid=42, host="ci", started="S", updated="U", step=1)
     assert record.describe() == "run abc12345 (pid 42 on ci, started S, last update U) at step 2 of 3, weight 50"

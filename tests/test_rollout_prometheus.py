@@ -251,6 +251,7 @@ def test_an_unreachable_prometheus_says_why() -> None:
 def test_a_url_without_credentials_is_shown_as_it_is() -> None:
     assert redacted("http://127.0.0.1:9090/prometheus") == "http://127.0.0.1:9090/prometheus"
     assert redacted("http://reader@127.0.0.1:9090") == "http://***@127.0.0.1:9090"
+    assert redacted("http://reader:p@ss@127.0.0.1:9090/x") == "http://***@127.0.0.1:9090/x", "an unescaped @ too"
 
 
 def test_the_builtin_checks_names_bounds_and_units() -> None:
