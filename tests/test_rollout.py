@@ -253,7 +253,7 @@ def test_promoting_an_empty_canary_slot_is_refused() -> None:
     with pytest.raises(NothingToPromote, match=r"canaryReplicas = 0 and canaryWeight = 0: v2 is a retired version"):
         promotion_phases(retired)
     deployed_without_traffic = app_settings({"canaryReplicas": "1", "canaryWeight": "0"})
-    assert [phase.changes.get("canaryWeight") for phase in promotion_phases(deployed_without_traffic)][0] == "100"
+    assert promotion_phases(deployed_without_traffic)[0].changes == {"canaryWeight": "100"}
 
 
 class Terminal(io.StringIO):

@@ -11,7 +11,8 @@ import pytest
 
 from rollout.checks import CheckResult, builtin_checks, parse_duration
 from rollout.gate import Gate, Progress, Verdict, judge, parse_steps
-from rollout.record import RunPhase, RunRecord, this_host
+from rollout.outcome import RunPhase
+from rollout.record import RunRecord, this_host
 
 SUCCESS, LATENCY = builtin_checks()
 GATE = Gate(steps=(10, 50, 100), threshold=3, error_limit=2)
