@@ -42,11 +42,15 @@ def _item_lines(plan: CapacityPlan) -> list[str]:
     ]
 
 
+def _nodes(count: int) -> str:
+    return f"{count} node{'s' if count != 1 else ''}"
+
+
 def _min_count_note(group: NodeGroup, needed: int | None) -> str:
     if needed is None or group.min_count >= needed:
         return ""
     return (
-        f"; nodeMinCount {group.min_count} lets the group scale in below {needed} nodes, which evicts pods that then "
+        f"; nodeMinCount {group.min_count} lets the group scale in below {_nodes(needed)}, which evicts pods that then "
         f"stay Pending (nodeMinCount = {needed} prevents it)"
     )
 
@@ -79,7 +83,7 @@ def _fixes(group: NodeGroup, plan: CapacityPlan) -> list[str]:
         smallest = f"; smallest in the table: {fitting[0]}" if fitting[0] != choice else ""
         fixes.append(
             f"  - nodeInstanceType = {choice} (the smallest {family_of(choice) + ' ' if family else ''}type "
-            f"that holds it on {plan.node_count} node{'s' if plan.node_count != 1 else ''}{smallest})"
+            f"that holds it on {_nodes(plan.node_count)}{smallest})"
         )
     else:
         fixes.append(
@@ -168,7 +172,7 @@ def warning(group: NodeGroup, plan: CapacityPlan, tight: dict[str, float]) -> st
     advice = f" nodeDesiredCount = {roomy} leaves at least {HEADROOM_WARNING:.0%} of each." if roomy else ""
     needed = nodes_needed(plan)
     scale_in = (
-        f" nodeMinCount {group.min_count} lets the group scale in below the {needed} nodes it needs, which evicts "
+        f" nodeMinCount {group.min_count} lets the group scale in below the {_nodes(needed)} it needs, which evicts "
         f"pods that then stay Pending."
         if needed is not None and group.min_count < needed
         else ""

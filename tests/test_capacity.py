@@ -579,3 +579,11 @@ def test_the_headroom_warning_in_full(warnings: list[str]) -> None:
         "old one. nodeDesiredCount = 4 leaves at least 20% of each. nodeMinCount 0 lets the group scale in below "
         "the 3 nodes it needs, which evicts pods that then stay Pending."
     ]
+
+
+def test_one_node_is_one_node(warnings: list[str]) -> None:
+    config = {"nodeInstanceType": "t3a.xlarge", "stableReplicas": "4", "canaryReplicas": "4", "nodeDesiredCount": "1"}
+    check_capacity(settings_of(config), describe)
+    (warning,) = warnings
+    assert "node group default-pool (1 x t3a.xlarge) holds the stack with little headroom" in warning
+    assert "nodeMinCount 0 lets the group scale in below the 1 node it needs, which evicts" in warning
