@@ -150,6 +150,13 @@ def test_what_counts_as_pinned(image: str, pinned: bool) -> None:
     assert (found == []) is pinned
 
 
+def test_every_container_is_checked_after_a_digest_pinned_one() -> None:
+    pod = deployment(image="app@sha256:" + "0" * 64)
+    pod["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
+    (message,) = check_resource(rules.validate_pinned_images, DEPLOYMENT, pod)
+    assert "container sidecar uses image 'busybox'" in message
+
+
 @pytest.mark.parametrize(
     "missing",
     ["livenessProbe", "readinessProbe", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"],
@@ -306,3 +313,40 @@ def test_a_release_without_a_name_is_named_by_its_resource() -> None:
     )
     (message,) = [m for m, _ in reported(rules.validate_only_ingress_is_public, args)]
     assert message.startswith("Helm release grafana-release sets values.service.type = LoadBalancer.")
+
+
+def http_route(*rules_: dict[str, Any], stable: str = "nginx-v1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "nginx", "annotations": {"canary/stable-backend": stable}},
+        "spec": {"rules": list(rules_)},
+    }
+
+
+def backends(**weights: int | None) -> list[dict[str, Any]]:
+    return [{"name": name, **({} if w is None else {"weight": w})} for name, w in weights.items()]
+
+
+PATH_MATCH = [{"path": {"type": "PathPrefix", "value": "/"}}]  # every rule the API server stores has one
+
+
+def check_route(*rules_: dict[str, Any]) -> list[str]:
+    return check_resource(rules.validate_http_route_split, rules.HTTP_ROUTE, http_route(*rules_))
+
+
+def test_an_http_route_split_is_held_to_the_cap_and_to_100() -> None:
+    assert check_route({"matches": PATH_MATCH, "backendRefs": backends(**{"nginx-v1": 90, "nginx-v2": 10})}) == []
+    (above,) = check_route({"matches": PATH_MATCH, "backendRefs": backends(**{"nginx-v1": 40, "nginx-v2": 60})})
+    assert above.startswith("HTTPRoute nginx sends 60% to canary 'nginx-v2', above the maximum of 50%.")
+    (unbalanced,) = check_route({"backendRefs": backends(**{"nginx-v1": 90, "nginx-v2": 20})})
+    assert unbalanced.startswith("HTTPRoute nginx: the weights of rules[0] sum to 110, not 100.")
+
+
+def test_an_http_route_header_rule_may_send_testers_anywhere_but_a_path_match_is_no_header_rule() -> None:
+    mostly_canary = backends(**{"nginx-v1": 40, "nginx-v2": 60})
+    header = [{"headers": [{"name": "x-canary", "value": "on"}], "path": {"type": "PathPrefix", "value": "/"}}]
+    split = {"matches": PATH_MATCH, "backendRefs": backends(**{"nginx-v1": 100, "nginx-v2": 0})}
+    assert check_route({"matches": header, "backendRefs": mostly_canary}, split) == []
+    (refused,) = check_route({"matches": PATH_MATCH, "backendRefs": mostly_canary}, split)
+    assert refused.startswith("HTTPRoute nginx sends 60% to canary 'nginx-v2'"), refused
+    (weightless,) = check_route({"backendRefs": backends(**{"nginx-v1": None, "nginx-v2": None})})
+    assert "sum to 2, not 100" in weightless, "the Gateway API's default weight is 1"
