@@ -15,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLED = {1, 3, 36, 37, -24, 24, 152}  # a failing test or pytest error, a timeout (SIGXCPU), the type checker
+REJECTED_BY_MYPY = 37  # mutmut's exit code for a mutant its type checker rejected
+KILLED = {1, 3, 36, REJECTED_BY_MYPY, -24, 24, 152}  # a failing test or pytest error, a timeout (SIGXCPU), mypy
 SURVIVED = 0
 # mutmut's worker exits 255 when running the tests raised (pytest refused the test ids, say). mutmut calls
 # that a timeout; it is no verdict: the tests never ran.
@@ -27,12 +28,9 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"^- `([\w.]+__mutmut_\d+)`", text, re.MULTILINE))
 
 
-REJECTED_BY_MYPY = 37  # mutmut's exit code for a mutant its type checker rejected
-
-
-def results(prefixes: list[str], every: int = 1, untyped: bool = False) -> dict[str, dict[str, int | None]]:
+def results(prefixes: list[str], every: int = 1, needing_a_test: bool = False) -> dict[str, dict[str, int | None]]:
     """Exit code by mutant name, per module; with `every` > 1 only every so many mutants of each (a sample);
-    `untyped`: only the mutants mypy did not reject (scripts/mutation_types.py), which need a test."""
+    `needing_a_test`: only the mutants mypy did not reject (scripts/mutation_types.py), which need a test."""
     rejected_file = ROOT / "mutants" / "rejected-by-mypy.txt"
     rejected = set(rejected_file.read_text().split()) if rejected_file.exists() else set()
     by_module: dict[str, dict[str, int | None]] = {}
@@ -43,7 +41,7 @@ def results(prefixes: list[str], every: int = 1, untyped: bool = False) -> dict[
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         codes = {name: REJECTED_BY_MYPY if name in rejected else code for name, code in codes.items()}
         sample = sorted(codes, key=lambda name: (name.rsplit("__mutmut_", 1)[0], int(name.rsplit("_", 1)[1])))[::every]
-        if untyped:
+        if needing_a_test:
             sample = [name for name in sample if name not in rejected]
         if sample:
             by_module[module] = {name: codes[name] for name in sample}
@@ -110,7 +108,7 @@ if __name__ == "__main__":
     )
     options = parser.parse_args()
     if options.names:
-        selected = results(options.modules, options.every, untyped=True)
+        selected = results(options.modules, options.every, needing_a_test=True)
         print("\n".join(name for codes in selected.values() for name in codes))
         sys.exit(0)
     sys.exit(main(options.modules, options.every))

@@ -44,7 +44,7 @@ def rejected() -> tuple[set[str], list[str]]:
     errors = [json.loads(line) for line in mypy.stdout.splitlines() if line.strip()]
     errors = [error for error in errors if error["severity"] == "error"]
     if mypy.returncode not in (0, 1) or (mypy.returncode == 1 and not errors):
-        return set(), [f"mypy failed: {mypy.stderr.strip() or mypy.stdout.strip()}"]
+        sys.exit(f"mypy failed: {mypy.stderr.strip() or mypy.stdout.strip()}")
     names: set[str] = set()
     stray: list[str] = []
     functions: dict[str, list[tuple[int, int, str]]] = {}

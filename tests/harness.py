@@ -379,11 +379,16 @@ def program_scope(fixture_name: str, config: Any) -> Literal["module", "function
     return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
+def plain_id(text: str) -> str:
+    """`text` as a test id that `pytest <id>` (and mutmut) can select: "?" for what pytest would
+    escape with a backslash (non-ASCII, control characters, a backslash), ":" for "::", which
+    splits a node id."""
+    return "".join(char if " " <= char <= "~" and char != "\\" else "?" for char in text).replace("::", ":")
+
+
 def case_id(key: str, value: str) -> str:
-    """A test id for a setting's value that `pytest <id>` (and mutmut) can select: short, without
-    "::", which splits a node id, and with "?" for what pytest would escape with a backslash."""
-    shown = "".join(char if " " <= char <= "~" and char != "\\" else "?" for char in value[:20])
-    return f"{key}={shown!r}".replace("::", ":")
+    """A short test id for a setting's value."""
+    return plain_id(f"{key}={value[:20]!r}")
 
 
 class DictConfig:

@@ -162,6 +162,12 @@ def test_little_headroom_warns(warnings: list[str]) -> None:
     assert "memory" not in warning.split("headroom:")[1].split(".")[0], "only the tight dimension is named"
     assert "nodeDesiredCount = 4 leaves at least 20% of each" in warning
     assert "nodeMinCount 0 lets the group scale in below the 3 nodes it needs" in warning
+    assert warnings == [
+        "node group default-pool (3 x t3a.medium) holds the stack with little headroom: CPU 4635m of 5790m "
+        "(20% free). Requests are a floor, not usage, and a rolling update starts a new pod before it stops an "
+        "old one. nodeDesiredCount = 4 leaves at least 20% of each. nodeMinCount 0 lets the group scale in below "
+        "the 3 nodes it needs, which evicts pods that then stay Pending."
+    ]
 
 
 def test_warning_advises_the_fewest_nodes_with_enough_headroom(warnings: list[str]) -> None:
@@ -252,6 +258,85 @@ def test_t3_nano_is_refused_with_its_numbers() -> None:
     message = failure_of({"nodeInstanceType": "t3.nano"})
     assert "each t3.nano node: at most 4 pods, 1930m CPU and 113 MiB memory allocatable" in message, message
     assert "short by" in message and "pods" in message.split("short by")[1].splitlines()[0]
+    # Every line: the numbers, the pods too big for a node, the requests and each fix.
+    assert message.splitlines() == [
+        "node group default-pool cannot hold what the stack declares (nothing was changed):",
+        (
+            "  nodeInstanceType = t3.nano, nodeDesiredCount = 3 (nodeMinCount 0, nodeMaxCount 4), VPC CNI prefix "
+            "delegation off"
+        ),
+        "  each t3.nano node: at most 4 pods, 1930m CPU and 113 MiB memory allocatable",
+        (
+            "  needed: 20 pods, 3135m CPU, 6392 MiB memory (7 pods on the busiest node); the node group offers "
+            "12 pods, 5790m CPU, 339 MiB memory (3 x t3.nano)"
+        ),
+        "  short by 8 pods, 6053 MiB memory",
+        (
+            "  one coredns pod requests 100m/70Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one istiod pod requests 500m/2048Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one istio-ingressgateway pod requests 100m/128Mi, more than a t3.nano node has left after "
+            "aws-node and kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one prometheus pod requests 500m/512Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one grafana pod requests 250m/256Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one kiali pod requests 10m/64Mi, more than a t3.nano node has left after aws-node and kube-proxy "
+            "(1705m/-115Mi)"
+        ),
+        (
+            "  one nginx-v1 pod requests 150m/192Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        (
+            "  one nginx-v2 pod requests 150m/192Mi, more than a t3.nano node has left after aws-node and "
+            "kube-proxy (1705m/-115Mi)"
+        ),
+        "  requests (pods x per pod), largest first:",
+        "    istiod: 2 x 500m/2048Mi = 1000m CPU, 4096 MiB memory",
+        "    prometheus: 1 x 500m/512Mi = 500m CPU, 512 MiB memory",
+        "    kube-proxy: 3 x 100m/64Mi = 300m CPU, 192 MiB memory (one per node)",
+        "    istio-cni: 3 x 100m/100Mi = 300m CPU, 300 MiB memory (one per node)",
+        "    grafana: 1 x 250m/256Mi = 250m CPU, 256 MiB memory",
+        "    coredns: 2 x 100m/70Mi = 200m CPU, 140 MiB memory",
+        "    istio-ingressgateway: 2 x 100m/128Mi = 200m CPU, 256 MiB memory",
+        "    nginx-v1: 1 x 150m/192Mi = 150m CPU, 192 MiB memory (app 50m/64Mi + istio-proxy sidecar 100m/128Mi)",
+        "    nginx-v2: 1 x 150m/192Mi = 150m CPU, 192 MiB memory (app 50m/64Mi + istio-proxy sidecar 100m/128Mi)",
+        "    aws-node: 3 x 25m/64Mi = 75m CPU, 192 MiB memory (one per node)",
+        "    kiali: 1 x 10m/64Mi = 10m CPU, 64 MiB memory",
+        "Fix one of:",
+        (
+            "  - no node count helps: coredns (100m/70Mi), istiod (500m/2048Mi), istio-ingressgateway "
+            "(100m/128Mi), prometheus (500m/512Mi), grafana (250m/256Mi), kiali (10m/64Mi), nginx-v1 "
+            "(150m/192Mi), nginx-v2 (150m/192Mi) does not fit one t3.nano node; pick a larger type"
+        ),
+        (
+            "  - nodeInstanceType = t3.medium (the smallest t3 type that holds it on 3 nodes; smallest in the "
+            "table: c5.large)"
+        ),
+        (
+            "  - `pulumi config set vpcCniPrefixDelegation true` (VPC CNI prefix delegation, for nodes launched "
+            "after it): 34 pods per t3.nano node instead of 4, -217 MiB allocatable instead of 113 (not enough "
+            "on its own: still short by 7043 MiB memory)"
+        ),
+        (
+            "  - `pulumi config set prometheus false` (and grafana and kiali, which need it): frees 3 pods, 760m "
+            "CPU, 832 MiB memory (not enough on its own)"
+        ),
+        "  - `pulumi config set grafana false`: frees 1 pod, 250m CPU, 256 MiB memory (not enough on its own)",
+        "  - `pulumi config set kiali false`: frees 1 pod, 10m CPU, 64 MiB memory (not enough on its own)",
+    ]
 
 
 @pytest.mark.parametrize("name", ["x9.huge", "t3a.mediun", "t3.micro"])  # t3.micro: not in this region's mock
@@ -487,98 +572,6 @@ def test_a_min_count_that_keeps_the_nodes_needed_is_not_warned_about(warnings: l
     check_capacity(settings_of({"stableReplicas": "6", "canaryReplicas": "6", "nodeMinCount": "3"}), describe)
     (warning,) = warnings
     assert warning.endswith("nodeDesiredCount = 4 leaves at least 20% of each.")
-
-
-def test_the_refusal_in_full() -> None:
-    """Every line of one refusal: the numbers, the pods too big for a node, the requests and each fix."""
-    assert failure_of({"nodeInstanceType": "t3.nano"}).splitlines() == [
-        "node group default-pool cannot hold what the stack declares (nothing was changed):",
-        (
-            "  nodeInstanceType = t3.nano, nodeDesiredCount = 3 (nodeMinCount 0, nodeMaxCount 4), VPC CNI prefix "
-            "delegation off"
-        ),
-        "  each t3.nano node: at most 4 pods, 1930m CPU and 113 MiB memory allocatable",
-        (
-            "  needed: 20 pods, 3135m CPU, 6392 MiB memory (7 pods on the busiest node); the node group offers "
-            "12 pods, 5790m CPU, 339 MiB memory (3 x t3.nano)"
-        ),
-        "  short by 8 pods, 6053 MiB memory",
-        (
-            "  one coredns pod requests 100m/70Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one istiod pod requests 500m/2048Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one istio-ingressgateway pod requests 100m/128Mi, more than a t3.nano node has left after "
-            "aws-node and kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one prometheus pod requests 500m/512Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one grafana pod requests 250m/256Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one kiali pod requests 10m/64Mi, more than a t3.nano node has left after aws-node and kube-proxy "
-            "(1705m/-115Mi)"
-        ),
-        (
-            "  one nginx-v1 pod requests 150m/192Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        (
-            "  one nginx-v2 pod requests 150m/192Mi, more than a t3.nano node has left after aws-node and "
-            "kube-proxy (1705m/-115Mi)"
-        ),
-        "  requests (pods x per pod), largest first:",
-        "    istiod: 2 x 500m/2048Mi = 1000m CPU, 4096 MiB memory",
-        "    prometheus: 1 x 500m/512Mi = 500m CPU, 512 MiB memory",
-        "    kube-proxy: 3 x 100m/64Mi = 300m CPU, 192 MiB memory (one per node)",
-        "    istio-cni: 3 x 100m/100Mi = 300m CPU, 300 MiB memory (one per node)",
-        "    grafana: 1 x 250m/256Mi = 250m CPU, 256 MiB memory",
-        "    coredns: 2 x 100m/70Mi = 200m CPU, 140 MiB memory",
-        "    istio-ingressgateway: 2 x 100m/128Mi = 200m CPU, 256 MiB memory",
-        "    nginx-v1: 1 x 150m/192Mi = 150m CPU, 192 MiB memory (app 50m/64Mi + istio-proxy sidecar 100m/128Mi)",
-        "    nginx-v2: 1 x 150m/192Mi = 150m CPU, 192 MiB memory (app 50m/64Mi + istio-proxy sidecar 100m/128Mi)",
-        "    aws-node: 3 x 25m/64Mi = 75m CPU, 192 MiB memory (one per node)",
-        "    kiali: 1 x 10m/64Mi = 10m CPU, 64 MiB memory",
-        "Fix one of:",
-        (
-            "  - no node count helps: coredns (100m/70Mi), istiod (500m/2048Mi), istio-ingressgateway "
-            "(100m/128Mi), prometheus (500m/512Mi), grafana (250m/256Mi), kiali (10m/64Mi), nginx-v1 "
-            "(150m/192Mi), nginx-v2 (150m/192Mi) does not fit one t3.nano node; pick a larger type"
-        ),
-        (
-            "  - nodeInstanceType = t3.medium (the smallest t3 type that holds it on 3 nodes; smallest in the "
-            "table: c5.large)"
-        ),
-        (
-            "  - `pulumi config set vpcCniPrefixDelegation true` (VPC CNI prefix delegation, for nodes launched "
-            "after it): 34 pods per t3.nano node instead of 4, -217 MiB allocatable instead of 113 (not enough "
-            "on its own: still short by 7043 MiB memory)"
-        ),
-        (
-            "  - `pulumi config set prometheus false` (and grafana and kiali, which need it): frees 3 pods, 760m "
-            "CPU, 832 MiB memory (not enough on its own)"
-        ),
-        "  - `pulumi config set grafana false`: frees 1 pod, 250m CPU, 256 MiB memory (not enough on its own)",
-        "  - `pulumi config set kiali false`: frees 1 pod, 10m CPU, 64 MiB memory (not enough on its own)",
-    ]
-
-
-def test_the_headroom_warning_in_full(warnings: list[str]) -> None:
-    check_capacity(settings_of({"stableReplicas": "6", "canaryReplicas": "6"}), describe)
-    assert warnings == [
-        "node group default-pool (3 x t3a.medium) holds the stack with little headroom: CPU 4635m of 5790m "
-        "(20% free). Requests are a floor, not usage, and a rolling update starts a new pod before it stops an "
-        "old one. nodeDesiredCount = 4 leaves at least 20% of each. nodeMinCount 0 lets the group scale in below "
-        "the 3 nodes it needs, which evicts pods that then stay Pending."
-    ]
 
 
 def test_one_node_is_one_node(warnings: list[str]) -> None:

@@ -315,9 +315,9 @@ def test_a_release_without_a_name_is_named_by_its_resource() -> None:
     assert message.startswith("Helm release grafana-release sets values.service.type = LoadBalancer.")
 
 
-def http_route(*rules_: dict[str, Any], stable: str = "nginx-v1") -> dict[str, Any]:
+def http_route(*rules_: dict[str, Any]) -> dict[str, Any]:
     return {
-        "metadata": {"name": "nginx", "annotations": {"canary/stable-backend": stable}},
+        "metadata": {"name": "nginx", "annotations": {"canary/stable-backend": "nginx-v1"}},
         "spec": {"rules": list(rules_)},
     }
 

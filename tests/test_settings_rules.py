@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from settings import EksCluster, SettingsError, Vpc, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig
+from tests.harness import EXISTING_CLUSTER, DictConfig, plain_id
 
 SECRET_VALUE = "0123456789abcdef"  # the shortest header value accepted
 
@@ -53,7 +53,7 @@ def problems(config: dict[str, str]) -> list[str]:
         ("clusterAdminArns", '["arn:aws:iam::123456789012:user/ops"]', '["arn:aws:iam::12345678901:user/ops"]'),
         ("installIstio", " TRUE ", "1"),
     ],
-    ids=lambda value: value.replace("::", ":") if isinstance(value, str) and "::" in value else None,
+    ids=lambda value: plain_id(value) if isinstance(value, str) else None,
 )
 def test_the_edges_of_each_setting(key: str, last_good: str, first_bad: str) -> None:
     extra = {"canaryReplicas": "1"} if key in ("canaryWeight", "mirrorPercent") else {}
