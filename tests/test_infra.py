@@ -503,6 +503,7 @@ def test_the_current_context_is_read_as_kubectl_reads_it(tmp_path: Path, monkeyp
     assert current_context(str(second)) == "second", "a path given wins over $KUBECONFIG"
     assert current_context("current-context: inline\nkind: Config\n") == "inline", "contents given as YAML"
     assert current_context('{"current-context": "json"}') == "json", "contents given as JSON, on one line"
+    assert current_context('  {"current-context": "indented"}') == "indented", "JSON after spaces"
     monkeypatch.delenv("KUBECONFIG")
     assert current_context(None) is None
     (tmp_path / ".kube").mkdir()

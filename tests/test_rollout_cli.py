@@ -841,3 +841,14 @@ def test_no_policy_pack_runs_updates_without_any(canary: Canary) -> None:
 def test_a_project_without_a_policy_pack_runs_updates_without_any(canary: Canary) -> None:
     assert canary("abort").code == 0
     assert canary.engine_ups()[0].endswith("--suppress-progress")
+
+
+def test_help_says_what_canary_is_and_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as helped:
+        cli.main(["--help"])
+    assert helped.value.code == 0
+    assert cli.__doc__ is not None and cli.__doc__ in " ".join(capsys.readouterr().out.split())  # argparse wraps it
+    with pytest.raises(SystemExit) as refused:
+        cli.main([])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "canary: error: the following arguments are required: command"

@@ -140,6 +140,9 @@ def test_a_principal_is_either_admin_or_viewer() -> None:
     ci = "arn:aws:iam::123456789012:role/ci"
     message = message_for({"clusterAdminArns": f'["{ci}"]', "clusterViewerArns": f'["{ci}"]'})
     assert f'clusterViewerArns = ["{ci}"]: must not repeat an ARN of clusterAdminArns' in message, message
+    ops = "arn:aws:iam::123456789012:role/ops"
+    two = message_for({"clusterAdminArns": f'["{ci}", "{ops}"]', "clusterViewerArns": f'["{ops}", "{ci}"]'})
+    assert f"(one access entry per principal): {ci}, {ops}\n" in two, two
     both = load_settings(DictConfig({"clusterViewerArns": f'["{ci}"]'})).cluster
     assert isinstance(both, EksCluster) and (both.admin_arns, both.viewer_arns) == ((), (ci,))
 

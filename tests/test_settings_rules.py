@@ -174,3 +174,9 @@ def test_an_arn_listed_twice_is_named_under_its_own_setting(key: str) -> None:
     assert problems({key: f'["{arn}", "{arn}"]'}) == [
         f'{key} = ["{arn}", "{arn}"]: must list each ARN once (repeated: {arn})'
     ]
+
+
+def test_a_bad_value_is_shown_whole_up_to_200_characters_and_cut_beyond() -> None:
+    at_limit, beyond = "a" * 198, "a" * 199  # with its quotes, 200 and 201 characters of JSON
+    assert problems({"appName": at_limit})[0].startswith(f'appName = "{at_limit}": ')
+    assert problems({"appName": beyond})[0].startswith(f'appName = "{beyond[:199]}... (201 characters): ')

@@ -1,0 +1,150 @@
+"""How the tests run under scripts/mutation (docs/mutation.md), wired in by tests/conftest.py.
+
+mutmut maps each function to the tests during which it ran (its "stats" run) and runs a mutant
+against all of them. Most of the program runs in every test that evaluates it, so a mutant of
+`settings/load.py` would run ~700 tests even when its change sits on a line only a bad setting
+reaches. Here:
+
+- after that run, scripts/mutation runs the same tests the same way once more with
+  `MUTATION_RECORD_LINES=1`: `LineRecorder` records which lines each test executes (coverage.py,
+  one context per test) into ./mutants/mutation-lines.coverage;
+- `scripts/mutation_reach.py` turns that into the tests that reach each mutant's changed statement;
+- running a mutant, `select` keeps only those of mutmut's tests (none reach it: no test can kill
+  it, the run ends at once as "no tests"), collected file by file rather than id by id, and
+  `in_mutation_order` runs the likeliest killers first.
+
+A mutant's change can only alter what a test sees once the test executes the changed statement:
+the mutant and the original function are the same code up to it.
+"""
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LINES = "mutation-lines.coverage"  # per-test line coverage of mutmut's stats run, in ./mutants
+REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
+MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+_WANTED = pytest.StashKey[set[str]]()
+
+
+def mutant_under_test() -> str | None:
+    """The mutant mutmut is running the tests of ("settings.load.x__image__mutmut_7"), if any."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    return mutant if "__mutmut_" in mutant else None
+
+
+def is_line_recording() -> bool:
+    """scripts/mutation's run recording the lines each test executes."""
+    return os.environ.get("MUTATION_RECORD_LINES") == "1"
+
+
+class LineRecorder:
+    """A pytest plugin: the lines each test executes, one coverage context per test id."""
+
+    def __init__(self, root: Path) -> None:
+        # coverage.py comes with mutmut (scripts/mutation-requirements.txt), not with the unit tier.
+        coverage: Any = importlib.import_module("coverage")
+        self.root = root
+        self.coverage = coverage.Coverage(
+            data_file=str(root / LINES), source=[str(root)], omit=["tests/*", "scripts/*"], config_file=False
+        )
+
+    def pytest_sessionstart(self) -> None:
+        self.coverage.start()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.coverage.switch_context(nodeid)
+
+    def pytest_runtest_logfinish(self) -> None:
+        self.coverage.switch_context("")
+
+    def pytest_sessionfinish(self) -> None:
+        self.coverage.stop()
+        self.coverage.save()
+        (self.root / MODULES).write_text("\n".join(sorted(sys.modules)))
+
+
+def preload(root: Path) -> None:
+    """Load in mutmut's fork server what the tests load as they run (the SDKs the program imports
+    only when it needs them, such as `pulumi_aws` for EKS): otherwise every mutant's process
+    would import them again, 1-2 s of a program test's run."""
+    path = root / MODULES
+    for name in path.read_text().split() if path.exists() else []:
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):  # best effort: a module that imports only in a test's context
+                importlib.import_module(name)
+
+
+@cache
+def reaching_tests(root: Path) -> dict[str, frozenset[str]]:
+    """Mutant name -> the test ids that execute its changed statement (none for a mutant whose
+    change no line coverage can place, such as a parameter's default: all of mutmut's tests run).
+    Loaded once in mutmut's fork server, whose warm-up session runs this, not per mutant."""
+    path = root / REACHING
+    if not path.exists():
+        return {}
+    answer = json.loads(path.read_text())
+    tests: list[str] = answer["tests"]
+    statements = [frozenset(tests[index] for index in indices) for indices in answer["statements"]]
+    return {mutant: statements[statement] for mutant, statement in answer["mutants"].items()}
+
+
+def configure(config: pytest.Config) -> None:
+    """Record lines for scripts/mutation; narrow a mutant's tests when running one."""
+    if is_line_recording():
+        config.pluginmanager.register(LineRecorder(config.rootpath), "mutation-line-recorder")
+        return
+    reaching = reaching_tests(config.rootpath)
+    mutant = mutant_under_test()
+    if mutant is None and reaching:  # the fork server's warm-up, before the mutants
+        preload(config.rootpath)
+    if mutant is None or not all("::" in arg for arg in config.args):
+        return
+    wanted = [test for test in config.args if mutant not in reaching or test in reaching[mutant]]
+    if not wanted:
+        pytest.exit(f"no test executes {mutant}'s change", returncode=pytest.ExitCode.NO_TESTS_COLLECTED)
+    config.stash[_WANTED] = set(wanted)
+    # Collected by file, not one id at a time: pytest resolves each id argument on its own, a
+    # second for the 700 of a function every program run calls.
+    config.args[:] = list(dict.fromkeys(test.split("::")[0] for test in wanted))
+
+
+def select(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A mutant's wanted tests, in mutation order (the files collected hold others too)."""
+    mutant = mutant_under_test()
+    if mutant is None:
+        return
+    wanted = config.stash.get(_WANTED, None)
+    if wanted is not None:
+        dropped = [item for item in items if item.nodeid not in wanted]
+        items[:] = [item for item in items if item.nodeid in wanted]
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = in_mutation_order(items, mutant)
+
+
+def in_mutation_order(items: list[pytest.Item], mutant: str) -> list[pytest.Item]:
+    """A mutant's tests, the layer's own first and one test file after another.
+
+    mutmut passes the tests that cover a mutant in no particular order and stops at the first
+    failure. The tests mirror the layers, so the mutated module's own test file (rollout.stack:
+    tests/test_rollout_stack.py), then its layer's (tests/test_rollout.py, then
+    tests/test_rollout_*.py) are the likeliest to kill it; and running each file's tests
+    together evaluates its module-scoped program once.
+    """
+    module = mutant.split(".x", 1)[0]  # "rollout.stack.xǁPulumiStackǁ_up__mutmut_3" -> "rollout.stack"
+    own = f"tests/test_{module.replace('.', '_')}.py"
+    layer = f"tests/test_{module.split('.')[0]}"
+    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))
+
+    def rank(item: pytest.Item) -> tuple[bool, bool, bool, int]:
+        file = item.nodeid.split("::")[0]
+        return file != own, file != f"{layer}.py", not file.startswith(layer), files.index(file)
+
+    return sorted(items, key=rank)
