@@ -66,6 +66,7 @@ class AutomationStackStandIn:
         self.resources = resources
         self.pending_operations: list[dict[str, Any]] = []
         self.updates: list[Summary] = []  # newest first, as `pulumi stack history` lists them
+        self.history_pages: list[int | None] = []  # the page size of each history read
         self.config_calls: list[str] = []
 
     def get_all_config(self) -> dict[str, auto.ConfigValue]:
@@ -91,6 +92,7 @@ class AutomationStackStandIn:
 
     def history(self, page_size: int | None = None, show_secrets: bool = True) -> list[Summary]:
         assert not show_secrets, "the tool never needs secrets from the history"
+        self.history_pages.append(page_size)
         return self.updates[:page_size]
 
 

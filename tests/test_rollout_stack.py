@@ -282,8 +282,11 @@ def test_the_update_history_newest_first_down_to_a_version(monkeypatch: pytest.M
     assert stack.last_update() == Update(9, "abort")
     assert stack.updates_since(7) == [Update(9, "abort"), Update(8, "step 2")]
     assert stack.updates_since(9) == []
-    automation.updates = [Summary(None, "in progress")]
+    assert automation.history_pages == [1, 1, 5, 5], "the newest updates only, not the whole history"
+    automation.updates = [Summary(None, "in progress")]  # no version yet: 0
     assert stack.last_update() == Update(0, "in progress")
+    assert stack.updates_since(0) == []
+    assert stack.updates_since(-1) == [Update(0, "in progress")]
 
 
 def test_the_run_record_lives_in_one_stack_tag(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
