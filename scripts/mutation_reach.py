@@ -3,7 +3,7 @@
 mutmut runs a mutant against every test during which its function ran. A mutant differs from
 the original function in one statement, and until that statement runs the two are the same
 code: a test that never executes it cannot kill the mutant. From the per-test line coverage
-recorded during mutmut's stats run (tests/mutation.py: ./mutants/mutation-lines.coverage), this
+recorded by a run of the same tests (tests/mutation.py: ./mutants/mutation-lines.coverage), this
 writes, for each mutant, the tests that executed the original of its changed statement, to
 ./mutants/mutation-reaching-tests.json, which tests/mutation.py narrows each mutant's run to.
 
@@ -17,6 +17,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.mutation import LINES, REACHING  # from the project root, put on the path above
 
 MUTANTS = Path("mutants")
 ORIGINAL = "__mutmut_orig"
@@ -90,12 +93,12 @@ def reaching(lines_data: Path, root: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    lines_data = MUTANTS / "mutation-lines.coverage"
+    lines_data = MUTANTS / LINES
     if not lines_data.exists():
         print(f"{lines_data}: no line coverage (is tests/mutation.py's LineRecorder wired in?)", file=sys.stderr)
         return 1
     answer = reaching(lines_data, MUTANTS)
-    (MUTANTS / "mutation-reaching-tests.json").write_text(json.dumps(answer))
+    (MUTANTS / REACHING).write_text(json.dumps(answer))
     narrowed = sum(1 for statement in answer["mutants"].values() if answer["statements"][statement])
     print(f"mutation_reach: {len(answer['mutants'])} mutants placed, {narrowed} reached by some test", file=sys.stderr)
     return 0

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-LINES = "mutation-lines.coverage"  # per-test line coverage of mutmut's stats run, in ./mutants
+LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
 MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
 _WANTED = pytest.StashKey[set[str]]()
