@@ -12,6 +12,7 @@ loads, outside any test) is left out: it runs against all of mutmut's tests.
 """
 
 import ast
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def changed_statements(source: str) -> dict[str, tuple[int, int]]:
 
 def reaching(lines_data: Path, root: Path) -> dict[str, Any]:
     """The answer tests/mutation.py reads: test ids once, each statement's tests as indices."""
-    coverage: Any = __import__("coverage")
+    coverage: Any = importlib.import_module("coverage")  # comes with mutmut, not with the unit tier
     data = coverage.CoverageData(basename=str(lines_data))
     data.read()
     tests: dict[str, int] = {}

@@ -112,7 +112,7 @@ def configure(config: pytest.Config) -> None:
         return
     reaching = reaching_tests(config.rootpath)
     mutant = mutant_under_test()
-    if mutant is None and reaching:  # the fork server's warm-up, before the mutants
+    if mutant is None and reaching:  # mutmut's runs without a mutant: the fork server's warm-up, the clean run
         preload(config.rootpath)
     if mutant is None or not all("::" in arg for arg in config.args):
         return
@@ -150,10 +150,10 @@ def in_mutation_order(items: list[pytest.Item], mutant: str) -> list[pytest.Item
     module = mutant.split(".x", 1)[0]  # "rollout.stack.xǁPulumiStackǁ_up__mutmut_3" -> "rollout.stack"
     own = f"tests/test_{module.replace('.', '_')}.py"
     layer = f"tests/test_{module.split('.')[0]}"
-    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))
+    position = {file: index for index, file in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
 
     def rank(item: pytest.Item) -> tuple[bool, bool, bool, int]:
         file = item.nodeid.split("::")[0]
-        return file != own, file != f"{layer}.py", not file.startswith(layer), files.index(file)
+        return file != own, file != f"{layer}.py", not file.startswith(layer), position[file]
 
     return sorted(items, key=rank)
