@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,39 @@ def run(
     if check and result.returncode != 0:
         raise AssertionError(f"{shlex.join(argv)} failed with exit {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+@contextmanager
+def held_alone(lock_file: Path, what: str, notify: Callable[[str], None], wait_seconds: float) -> Iterator[None]:
+    """An exclusive lock on lock_file for as long as the block runs; while another process holds it, wait.
+
+    The kernel drops a lock when its holder dies, so a killed run never leaves one behind.
+    """
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a+") as lock:
+        deadline = time.monotonic() + wait_seconds
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    lock.seek(0)
+                    holder = lock.read().strip() or "unknown"
+                    notify(f"{what} is in use by another run (pid {holder}); waiting up to {wait_seconds:.0f} s")
+                    told = True
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{what} was still in use by another run after {wait_seconds:.0f} s") from None
+                time.sleep(1)
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 
 from rollout.demo import MeshTraffic, PrometheusServer
-from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, run
+from tests.e2e.cli import ROOT, CommandLog, Kubectl, Stack, copy_project, held_alone, run
 
 WINDOW = "5s"  # the analysis window: Flagger's 1m, shortened to match a 1s scrape interval
 TOOLCHAIN_DIR = Path(os.environ.get("CANARY_TOOLCHAIN_DIR", Path.home() / ".cache/canary-toolchain"))
-# Two checkouts running the tier at once each need a cluster of their own.
+# Runs of the tier on one machine take turns on this cluster; another name lets one run beside it.
 E2E_CLUSTER = os.environ.get("CANARY_E2E_CLUSTER_NAME", "canary-e2e")
+CLUSTER_WAIT_SECONDS = 40 * 60  # a whole tier takes about 18 min; CI allows 90 for everything
 LOG_DIR = Path(os.environ.get("CANARY_E2E_LOG_DIR", ROOT / ".e2e-logs"))
 
 
@@ -58,25 +59,34 @@ def toolchain(command_log: CommandLog) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def cluster(toolchain: dict[str, str], command_log: CommandLog) -> Iterator[Kubectl]:
-    """A control plane of the tests' own (not scripts/try-local's), with what Istio leaves: CRDs, namespace, classes."""
+def cluster(toolchain: dict[str, str], command_log: CommandLog, request: pytest.FixtureRequest) -> Iterator[Kubectl]:
+    """A fresh control plane of the tests' own (not scripts/try-local's), with what Istio leaves.
+
+    One run at a time uses it: a second run on the same machine (another checkout, CI beside
+    a developer) waits for the first. Whatever a killed run left in it is deleted first, so
+    one run's objects never meet another's.
+    """
     env = {
         **os.environ,
         **toolchain,
         "CANARY_CLUSTER_NAME": E2E_CLUSTER,
         "CANARY_KUBECONFIG": str(TOOLCHAIN_DIR / f"kubeconfig-{E2E_CLUSTER}"),
     }
-    started_here = run(["scripts/local-cluster", "status"], command_log, env, check=False).returncode != 0
-    kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
-    kubectl = Kubectl(kubeconfig, env, command_log)
-    for crds in run(["scripts/toolchain", "--print-crds"], command_log, env).stdout.split():
-        kubectl("apply", "--server-side", "-f", crds)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    footprint = run([sys.executable, "scripts/istio_footprint.py"], command_log, env).stdout
-    kubectl("apply", "--server-side", "-f", "-", stdin=footprint)
-    yield kubectl
-    if started_here and not os.environ.get("CANARY_KEEP_CLUSTER"):
-        run(["scripts/local-cluster", "stop"], command_log, env, check=False)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    notify = reporter.write_line if reporter else print
+    lock = TOOLCHAIN_DIR / f"{E2E_CLUSTER}.lock"
+    with held_alone(lock, f"the end-to-end cluster {E2E_CLUSTER}", notify, CLUSTER_WAIT_SECONDS):
+        run(["scripts/local-cluster", "stop"], command_log, env)
+        kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
+        kubectl = Kubectl(kubeconfig, env, command_log)
+        for crds in run(["scripts/toolchain", "--print-crds"], command_log, env).stdout.split():
+            kubectl("apply", "--server-side", "-f", crds)
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        footprint = run([sys.executable, "scripts/istio_footprint.py"], command_log, env).stdout
+        kubectl("apply", "--server-side", "-f", "-", stdin=footprint)
+        yield kubectl
+        if not os.environ.get("CANARY_KEEP_CLUSTER"):
+            run(["scripts/local-cluster", "stop"], command_log, env, check=False)
 
 
 @pytest.fixture(scope="module")
