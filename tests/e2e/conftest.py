@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,20 @@ def toolchain(command_log: CommandLog) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:{ROOT / 'venv/bin'}:{os.environ['PATH']}", "PULUMI_HOME": str(pulumi_home)}
 
 
+def terminal(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Writes a line to the terminal as it happens, past pytest's capture of a fixture's output."""
+    plugins = request.config.pluginmanager
+    capture, reporter = plugins.get_plugin("capturemanager"), plugins.get_plugin("terminalreporter")
+    if capture is None or reporter is None:  # run with -p no:terminal or no capture at all
+        return print
+
+    def write_line(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return write_line
+
+
 @pytest.fixture(scope="session")
 def cluster(toolchain: dict[str, str], command_log: CommandLog, request: pytest.FixtureRequest) -> Iterator[Kubectl]:
     """A fresh control plane of the tests' own (not scripts/try-local's), with what Istio leaves.
@@ -72,10 +86,8 @@ def cluster(toolchain: dict[str, str], command_log: CommandLog, request: pytest.
         "CANARY_CLUSTER_NAME": E2E_CLUSTER,
         "CANARY_KUBECONFIG": str(TOOLCHAIN_DIR / f"kubeconfig-{E2E_CLUSTER}"),
     }
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    notify = reporter.write_line if reporter else print
     lock = TOOLCHAIN_DIR / f"{E2E_CLUSTER}.lock"
-    with held_alone(lock, f"the end-to-end cluster {E2E_CLUSTER}", notify, CLUSTER_WAIT_SECONDS):
+    with held_alone(lock, f"the end-to-end cluster {E2E_CLUSTER}", terminal(request), CLUSTER_WAIT_SECONDS):
         run(["scripts/local-cluster", "stop"], command_log, env)
         kubeconfig = run(["scripts/local-cluster", "start"], command_log, env).stdout.strip().splitlines()[-1]
         kubectl = Kubectl(kubeconfig, env, command_log)

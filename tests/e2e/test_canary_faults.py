@@ -195,7 +195,9 @@ def test_an_abort_from_another_shell_is_never_overwritten(canary: CanaryCommand,
 
 
 def test_a_manual_update_during_an_interval_stops_the_run_holding(canary: CanaryCommand, cluster: Kubectl) -> None:
-    run = Background(canary, "run", "--steps", "10,20", "--interval", "8s", "--poll", "1s", "--window", WINDOW)
+    # The run looks at what is served when its interval ends: the hand's `config set` and `up` (3-10 s, more on a
+    # loaded machine) must end before that, or the run's own next update meets the hand's instead.
+    run = Background(canary, "run", "--steps", "10,20", "--interval", "25s", "--poll", "1s", "--window", WINDOW)
     run.wait_for("s left |")
     canary.stack.set_config("canaryWeight", "30")
     canary.stack("up", "--yes", "--message", "by hand")
