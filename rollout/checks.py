@@ -35,6 +35,9 @@ P99_LATENCY = (
     'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="$reporter",'
     'destination_workload_namespace="$namespace",destination_workload=~"$workload"}[$window])) by (le))'
 )
+# The bounds of Flagger's built-in checks, the defaults of `canary run`.
+MIN_SUCCESS_RATE = 99.0  # %
+MAX_P99_MS = 500.0
 CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 QUERY_TIMEOUT_SECONDS = 10.0  # the whole answer, not each read: a trickling server cannot stretch it
@@ -100,7 +103,7 @@ class CheckSpecError(ValueError):
     """A check given on the command line that cannot be used."""
 
 
-def builtin_checks(min_success_rate: float = 99.0, max_p99_ms: float = 500.0) -> list[Check]:
+def builtin_checks(min_success_rate: float = MIN_SUCCESS_RATE, max_p99_ms: float = MAX_P99_MS) -> list[Check]:
     return [
         Check("request-success-rate", SUCCESS_RATE, "min", min_success_rate, "%", (0.0, 100.0)),
         Check("request-duration", P99_LATENCY, "max", max_p99_ms, "ms", (0.0, math.inf)),

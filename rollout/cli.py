@@ -16,6 +16,8 @@ from typing import TypeVar
 from pulumi import automation as auto
 
 from rollout.checks import (
+    MAX_P99_MS,
+    MIN_SUCCESS_RATE,
     Check,
     CheckSpecError,
     Prometheus,
@@ -95,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument(
         "--success-rate",
         type=_option(lambda text: parse_bound(text, "--success-rate", 0, 100)),
-        default=99.0,
-        help="minimum success rate in %% (default 99)",
+        default=MIN_SUCCESS_RATE,
+        help=f"minimum success rate in %% (default {MIN_SUCCESS_RATE:g})",
     )
     analysis.add_argument(
         "--max-latency",
         type=_option(lambda text: parse_bound(text, "--max-latency", 0, math.inf)),
-        default=500.0,
-        help="maximum p99 latency in ms (default 500)",
+        default=MAX_P99_MS,
+        help=f"maximum p99 latency in ms (default {MAX_P99_MS:g})",
     )
     analysis.add_argument(
         "--check",
