@@ -111,6 +111,35 @@ def test_garbage_is_an_error_never_a_pass(prometheus: FakePrometheus, body: str,
     assert error in evaluate(prometheus, json_answer(body))
 
 
+def cut(text: str, at: int) -> tuple[str, str]:
+    """A garbage answer whose first `at` characters are shown and whose next one ("Z") is not."""
+    assert len(text) == at and "Z" not in text
+    return text + "Z", text
+
+
+NOT_JSON, NOT_JSON_SHOWN = cut("<" * 80, 80)
+NOT_OBJECT, NOT_OBJECT_SHOWN = cut('["' + "a" * 78, 80)
+NOT_VECTOR, NOT_VECTOR_SHOWN = cut('{"status": "success", "data": "' + "a" * 89, 120)
+SAMPLE = "n" * 64 + "Z"  # str([1700000000.0, SAMPLE]) shows 64 n's within its first 80 characters
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (NOT_JSON, repr(NOT_JSON_SHOWN.encode())),
+        (NOT_OBJECT + '", 1]', repr(NOT_OBJECT_SHOWN.encode())),
+        (NOT_VECTOR + '"}', repr(NOT_VECTOR_SHOWN.encode())),
+        (vector(SAMPLE), f'the sample is not [time, "number"]: [1700000000.0, \'{"n" * 64}'),
+        (json.dumps({"status": "error", "error": "e" * 300 + "Z"}), "query failed: " + "e" * 300),
+        ('{"status": "error"}', "query failed: {'status': 'error'}"),  # no error text: the whole answer
+    ],
+    ids=["not-json", "not-an-object", "not-a-vector", "not-a-sample", "long-error", "error-without-text"],
+)
+def test_garbage_is_shown_from_its_start_and_cut_at_a_bound(prometheus: FakePrometheus, body: str, shown: str) -> None:
+    error = evaluate(prometheus, json_answer(body))
+    assert shown in error and "Z" not in error, error
+
+
 def test_a_negative_latency_is_garbage(prometheus: FakePrometheus) -> None:
     assert "-1ms is not a possible request-duration" in evaluate(prometheus, json_answer(vector("-1")), LATENCY)
 
