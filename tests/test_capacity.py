@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from capacity import Footprint, Requests, mebibytes, millicores
+from capacity.advice import failure, nodes_needed, warning
 from capacity.nodes import (
     SUGGESTIONS,
     InstanceType,
@@ -18,9 +19,9 @@ from capacity.nodes import (
     node_capacity,
     reserved_cpu_m,
 )
-from capacity.plan import CapacityPlan, plan_capacity
+from capacity.plan import HEADROOM_WARNING, MAX_NODES, CapacityPlan, plan_capacity, plan_for
 from capacity.preflight import check_capacity
-from settings import Settings, SettingsError, load_settings
+from settings import NodeGroup, Settings, SettingsError, load_settings
 from tests.harness import (
     EC2_INSTANCE_TYPES,
     EXISTING_CLUSTER,
@@ -584,3 +585,67 @@ def test_one_node_is_one_node(warnings: list[str]) -> None:
     (warning,) = warnings
     assert "node group default-pool (1 x t3a.xlarge) holds the stack with little headroom" in warning
     assert "nodeMinCount 0 lets the group scale in below the 1 node it needs, which evicts" in warning
+
+
+def test_a_raised_desired_count_within_the_max_count_leaves_the_max_count_alone() -> None:
+    fixes = fixes_of({"nodeDesiredCount": "1", "nodeInstanceType": "m6a.large", "nodeMaxCount": "2"})
+    assert fixes[0].startswith("  - nodeDesiredCount = 2 (2 x m6a.large);"), fixes[0]
+
+
+def small_pods(count: int) -> Footprint:
+    """Pods small enough that only their number can be short."""
+    return Footprint("small", count, Requests(10, 16))
+
+
+def node_group(instance_type: str, desired: int) -> NodeGroup:
+    config = {"nodeInstanceType": instance_type, "nodeDesiredCount": str(desired), "nodeMaxCount": "450"}
+    return settings_of(config).cluster.node_group  # type: ignore[union-attr]
+
+
+def delegation_fix(plan: CapacityPlan) -> str:
+    (fix,) = [
+        line for line in failure(node_group("m5.large", plan.node_count), plan).splitlines() if "Delegation" in line
+    ]
+    return fix
+
+
+def test_prefix_delegation_alone_is_enough_when_only_the_number_of_pods_is_short() -> None:
+    plan = plan_for(describe("m5.large"), 1, False, [small_pods(40)])  # 29 pods per node; 110 with delegation
+    assert plan.shortfall == {"pods": 11}
+    fix = delegation_fix(plan)
+    assert "110 pods per m5.large node instead of 29" in fix and fix.endswith(" (enough on its own)"), fix
+
+
+def test_prefix_delegation_that_leaves_no_shortfall_but_a_pod_too_big_says_what_is_still_missing() -> None:
+    too_big = Footprint("big", 1, Requests(2500, 16))  # more CPU than an m5.large node has: fits 3 nodes' total
+    plan = plan_for(describe("m5.large"), 3, False, [small_pods(100), too_big])
+    assert set(plan.shortfall) == {"pods"} and plan.too_big_for_a_node == (too_big,)
+    assert delegation_fix(plan).endswith("(not enough on its own: still short by room for its largest pods)")
+
+
+def test_the_node_count_advised_goes_up_to_the_largest_the_settings_accept() -> None:
+    instance = describe("m5.large")
+    assert nodes_needed(plan_for(instance, 1, False, [small_pods(MAX_NODES * 29)])) == MAX_NODES
+    assert nodes_needed(plan_for(instance, 1, False, [small_pods(MAX_NODES * 29 + 1)])) is None
+
+
+def test_no_advice_when_no_node_count_leaves_enough_headroom() -> None:
+    """A DaemonSet that takes most of each node's CPU: more nodes never free any."""
+    daemonset = Footprint("agent", 0, Requests(1700, 16), per_node=True)
+    plan = plan_for(describe("m5.large"), 2, False, [daemonset])
+    tight = {dimension: share for dimension, share in plan.headroom.items() if share < HEADROOM_WARNING}
+    assert plan.fits and set(tight) == {"cpu"}
+    message = warning(node_group("m5.large", 2), plan, tight)
+    assert "stops an old one. nodeMinCount 0 lets the group scale in" in message, message
+
+
+def test_requests_are_listed_by_their_largest_share_of_either_dimension() -> None:
+    """A pod heavy in memory ranks by memory, one heavy in CPU by CPU: 1200 of 1300 MiB is before 1000 of 1100m."""
+    cpu_heavy = Footprint("cpu-heavy", 1, Requests(1000, 100))
+    memory_heavy = Footprint("memory-heavy", 1, Requests(100, 1200))
+    plan = plan_for(describe("t3.nano"), 1, False, [cpu_heavy, memory_heavy])
+    listed = failure(node_group("t3.nano", 1), plan).split("largest first:\n")[1].splitlines()[:2]
+    assert listed == [
+        "    memory-heavy: 1 x 100m/1200Mi = 100m CPU, 1200 MiB memory",
+        "    cpu-heavy: 1 x 1000m/100Mi = 1000m CPU, 100 MiB memory",
+    ]
