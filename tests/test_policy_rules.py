@@ -350,3 +350,83 @@ def test_an_http_route_header_rule_may_send_testers_anywhere_but_a_path_match_is
     assert refused.startswith("HTTPRoute nginx sends 60% to canary 'nginx-v2'"), refused
     (weightless,) = check_route({"backendRefs": backends(**{"nginx-v1": None, "nginx-v2": None})})
     assert "sum to 2, not 100" in weightless, "the Gateway API's default weight is 1"
+
+
+# --- edges the mutation run found untested ------------------------------------------------------
+
+
+def test_the_cap_message_in_full_when_promotions_are_allowed() -> None:
+    (message,) = check_split(split({"v1": 40, "v2": 60}))
+    assert message == (
+        "VirtualService nginx-virtual-svc sends 60% to canary 'v2', above the maximum of 50%. Step up to at most 50, "
+        "or promote explicitly with canaryWeight 100."
+    )
+
+
+def test_subsets_are_looked_up_in_the_virtual_services_own_namespace_in_any_order() -> None:
+    from pulumi_policy import StackValidationArgs
+
+    virtual_service, destination_rule = split({"v1": 90, "v3": 10})
+    for resource_ in (virtual_service, destination_rule):
+        resource_.props["metadata"]["namespace"] = "shop"
+    assert check_stack(rules.validate_traffic_split_subsets, [destination_rule, virtual_service]) == [
+        "VirtualService nginx-virtual-svc routes to subset 'v3' of nginx, which no DestinationRule defines "
+        "(defined: ['v1', 'v2']). Add the version to the DestinationRule or route to a defined subset."
+    ]
+    del virtual_service.props["spec"]["http"][0]["route"][1]
+    args = StackValidationArgs([destination_rule, virtual_service], None)
+    assert reported(rules.validate_traffic_split_subsets, args) == []
+
+
+def test_every_versioned_workload_is_checked_after_others_and_named_with_its_urn() -> None:
+    from pulumi_policy import StackValidationArgs
+
+    injected = resource(
+        "kubernetes:core/v1:Namespace", {"metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}}
+    )
+    tool = deployment()
+    tool["spec"]["template"]["metadata"]["labels"] = {"app": "tool"}
+    unplaced = deployment()
+    del unplaced["metadata"]["namespace"]
+    in_default = resource(DEPLOYMENT, unplaced, name="in-default")  # no namespace: the default one
+    elsewhere = deployment()
+    elsewhere["metadata"]["namespace"] = "shop"
+    shop = resource(DEPLOYMENT, elsewhere, name="in-shop")
+    resources = [injected, resource(DEPLOYMENT, tool), in_default, shop]
+    assert reported(rules.validate_sidecar_injection, StackValidationArgs(resources, None)) == [
+        (
+            "nginx-v1 runs in namespace 'shop', which this stack does not declare. "
+            "Declare it (or a NamespacePatch) with the label istio-injection=enabled.",
+            shop.urn,
+        )
+    ]
+    off = resource("kubernetes:core/v1:Namespace", {"metadata": {"name": "default", "labels": {}}})
+    ((_, urn),) = reported(rules.validate_sidecar_injection, StackValidationArgs([off, in_default], None))
+    assert urn == in_default.urn
+
+
+def test_every_missing_part_is_named_and_an_unnamed_workload_is_shown_as_a_question_mark() -> None:
+    app = deployment(livenessProbe=None, readinessProbe=None)
+    del app["metadata"]["name"]
+    (message,) = check_resource(rules.validate_probes_and_resources, DEPLOYMENT, app)
+    assert message == (
+        "?: container nginx-v1 lacks livenessProbe, readinessProbe. Add them to the container spec "
+        "(workloads/manifests.py)."
+    )
+
+
+def test_secret_messages_in_full_and_a_release_without_a_name_is_named_by_its_resource() -> None:
+    (message,) = check_resource(
+        rules.validate_secrets, "pulumi:providers:kubernetes", {"kubeconfig": "users:\n- user:\n    token: abc\n"}
+    )
+    assert message == (
+        "The Kubernetes provider is given a kubeconfig with embedded credentials. Pass a kubeconfig path "
+        "(kubeconfig setting) or the cluster's generated kubeconfig, which is a stack secret."
+    )
+    args = ResourceValidationArgs(
+        HELM, {"chart": "grafana", "values": {"adminPassword": "hunter2"}}, "urn", "grafana-release", OPTIONS, None
+    )
+    assert [message for message, _ in reported(rules.validate_secrets, args)] == [
+        "Helm release grafana-release sets values.adminPassword in plain text. Let the chart generate it into a "
+        "Kubernetes Secret (existingSecret), or pass a Pulumi secret."
+    ]
