@@ -98,3 +98,26 @@ def test_a_deleted_route_is_not_what_is_served() -> None:
     live = virtual_service([{"route": [route("v1", 80), route("v2", 20)]}])
     served = served_by([old, live])
     assert served is not None and served.split == {"v1": 80, "v2": 20}
+
+
+def deployment(name: str, replicas: float, image: str) -> dict[str, Any]:
+    spec = {"replicas": replicas, "template": {"spec": {"containers": [{"name": "nginx", "image": image}]}}}
+    return {"type": "kubernetes:apps/v1:Deployment", "outputs": {"metadata": {"name": name}, "spec": spec}}
+
+
+def test_each_roles_replicas_and_image_are_read_from_its_deployment() -> None:
+    split = virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])
+    stable, canary = deployment("nginx-v1", 3.0, "nginx:1"), deployment("nginx-v2", 1, "nginx:2")
+    roles = {
+        key: value
+        for key, value in deployed_config([split, stable, canary]).items()
+        if key.endswith(("Replicas", "Image"))
+    }
+    assert roles == {
+        "stableReplicas": "3",
+        "stableImage": "nginx:1",
+        "canaryReplicas": "1",
+        "canaryImage": "nginx:2",
+    }
+    without_stable = deployed_config([split, canary])
+    assert "stableImage" not in without_stable and without_stable["canaryImage"] == "nginx:2"
