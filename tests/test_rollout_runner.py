@@ -521,3 +521,30 @@ def test_guard_fails_a_deploy_while_a_run_is_in_progress() -> None:
     assert code == Outcome.REFUSED.exit_code != 0
     assert "has a canary run in progress" in screen.lines[-1] and "force" in screen.lines[-1]
     assert json.loads(json.dumps(result))["run"]["phase"] == "steps"
+
+
+def test_a_resumed_run_walks_the_steps_it_started_with_not_the_ones_given_now() -> None:
+    stack = StackStandIn()
+    killed = RunRecord.begin((10, 25, 50, 100))
+    stack.write_record(replace(killed, step=1, pid=2**22 + 1))
+    rollout = Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock())
+    other_steps = replace(OPTIONS, gate=replace(OPTIONS.gate, steps=(5, 100)))
+    report = rollout.run(other_steps, rollout.claim((5, 100), resume=True))
+    assert report.outcome is Outcome.PROMOTED
+    assert stack.weights[:3] == ["25", "50", "100"]
+
+
+class TimedStackStandIn(StackStandIn):
+    def apply(self, changes: Mapping[str, str], message: str) -> float:
+        super().apply(changes, message)
+        return 2.71828
+
+
+def test_times_are_reported_to_the_millisecond() -> None:
+    stack = TimedStackStandIn()
+    rollout, record = start(stack, Metrics(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert {update["seconds"] for update in report.updates} == {2.718}
+    report.started, report.finished = 0.0, 1.23456
+    times = report.as_dict()
+    assert (times["elapsed_seconds"], times["update_seconds"]) == (1.235, round(2.718 * len(report.updates), 3))
