@@ -57,6 +57,6 @@ def test_the_stamp_is_utc_to_the_second_wherever_the_machine_is(monkeypatch: pyt
 
 
 def test_a_long_host_name_is_cut_so_the_record_fits_its_tag(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(record_module.socket, "gethostname", lambda: "h" * 24 + "-cut-off.example")
+    monkeypatch.setattr("socket.gethostname", lambda: "h" * 24 + "-cut-off.example")
     assert record_module.this_host() == "h" * 24
     assert RunRecord.begin((10, 50)).host == "h" * 24
