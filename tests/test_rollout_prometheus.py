@@ -6,6 +6,7 @@ Prometheus could send; the real client reads it.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import socket
@@ -25,16 +26,18 @@ Answer = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 class FakePrometheus:
-    """Answers every request with `self.answer`; remembers the Authorization headers it saw."""
+    """Answers every request with `self.answer`; remembers the Authorization headers and paths it saw."""
 
     def __init__(self) -> None:
         self.answer: Answer = json_answer("{}")
         self.authorizations: list[str | None] = []
+        self.paths: list[str] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.authorizations.append(self.headers.get("Authorization"))
+                owner.paths.append(self.path)
                 owner.answer(self)
 
             def log_message(self, format: str, *args: object) -> None:
@@ -292,3 +295,55 @@ def test_the_builtin_checks_names_bounds_and_units() -> None:
     custom = parse_check("errors:max:5:sum(rate(x[$window]))")
     assert (custom.name, custom.kind, custom.bound, custom.query) == ("errors", "max", 5, "sum(rate(x[$window]))")
     assert parse_check("up:min:1:up").kind == "min"
+
+
+def test_a_url_ending_in_a_slash_queries_the_api_path(prometheus: FakePrometheus) -> None:
+    prometheus.answer = json_answer(vector("99.5"))
+    assert Prometheus(prometheus.url + "/").query("up") == 99.5
+    assert prometheus.paths[-1] == "/api/v1/query?query=up"
+
+
+def test_a_password_with_an_unescaped_at_sign_is_sent_whole_to_the_right_host(prometheus: FakePrometheus) -> None:
+    prometheus.answer = json_answer(vector("99.5"))
+    assert Prometheus(prometheus.url.replace("//", "//reader:p@ss@")).query("up") == 99.5
+    assert prometheus.authorizations[-1] == "Basic " + base64.b64encode(b"reader:p@ss").decode()
+
+
+def test_an_http_error_shows_the_start_of_its_body_with_bad_bytes_replaced(prometheus: FakePrometheus) -> None:
+    def unavailable(handler: http.server.BaseHTTPRequestHandler) -> None:
+        body = b"\xff" + b"x" * 400
+        handler.send_response(503)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    error = evaluate(prometheus, unavailable)
+    assert error == "Prometheus answered 503: \ufffd" + "x" * 299
+
+
+def test_a_prometheus_that_hangs_up_is_named_with_what_happened(prometheus: FakePrometheus) -> None:
+    prometheus.answer = lambda handler: None  # closes the connection without an answer
+    with pytest.raises(LookupError) as unreachable:
+        Prometheus(prometheus.url).ready()
+    assert str(unreachable.value) == (
+        f"Prometheus at {prometheus.url} cannot be reached (Remote end closed connection without response)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "error"),
+    [
+        (SUCCESS, "0", None),  # every request failed: a value, and a failing one
+        (SUCCESS, "100", None),
+        (SUCCESS, "100.5", "garbage: 100.5% is not a possible request-success-rate"),
+        (LATENCY, "0.5", None),
+        (LATENCY, "0", None),
+    ],
+    ids=["no-success", "all-success", "above-100", "half-a-millisecond", "no-latency"],
+)
+def test_the_possible_values_include_their_ends(
+    prometheus: FakePrometheus, check: Check, value: str, error: str | None
+) -> None:
+    prometheus.answer = json_answer(vector(value))
+    (result,) = Prometheus(prometheus.url).evaluate([check], TARGET)
+    assert (result.value, result.error) == ((None, error) if error else (float(value), None))

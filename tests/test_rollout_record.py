@@ -6,9 +6,11 @@ record must stamp `updated`, while `started` stays the run's start.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -60,3 +62,9 @@ def test_a_long_host_name_is_cut_so_the_record_fits_its_tag(monkeypatch: pytest.
     monkeypatch.setattr("socket.gethostname", lambda: "h" * 24 + "-cut-off.example")
     assert record_module.this_host() == "h" * 24
     assert RunRecord.begin((10, 50)).host == "h" * 24
+
+
+def test_a_run_taken_over_is_this_hosts_and_this_processes() -> None:
+    elsewhere = replace(RunRecord.begin((10, 50)), host="other-host", pid=2**22 + 1)
+    taken = elsewhere.taken_over()
+    assert (taken.id, taken.host, taken.pid) == (elsewhere.id, record_module.this_host(), os.getpid())
