@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -222,7 +223,8 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(prometheu
         (["run", "--max-latency", "-5"], "--max-latency '-5': must be a number from 0"),
         (["run", "--max-latency", "inf"], "--max-latency 'inf': must be a number from 0"),
         (["run", "--check", "x:max:inf:up"], "the bound 'inf' must be a number"),
-        (["run", "--no-builtin-checks"], "--no-builtin-checks needs at least one --check"),
+        (["run", "--poll", "0s"], "--poll '0s': must be a duration like 60s or 1m, at least 1s"),
+        (["run", "--interval", "1h1m"], "--interval '1h1m': must be a duration like 60s or 1m, at least 1s"),
         (["status", "--prometheus-url", "file:///etc/passwd"], "must be an http:// or https:// URL"),
         (
             ["run", "--prometheus-url", "ftp://u:s3cret@127.0.0.1/"],
@@ -347,3 +349,17 @@ def test_the_possible_values_include_their_ends(
     prometheus.answer = json_answer(vector(value))
     (result,) = Prometheus(prometheus.url).evaluate([check], TARGET)
     assert (result.value, result.error) == ((None, error) if error else (float(value), None))
+
+
+def test_without_options_the_project_is_the_current_directory_and_only_the_builtin_checks_run() -> None:
+    args = parse_args(["status"])
+    assert (args.cwd, args.check, args.no_builtin_checks) == (Path.cwd(), [], False)
+
+
+def test_no_checks_at_all_is_refused_with_why(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["run", "--no-builtin-checks"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "canary: error: --no-builtin-checks needs at least one --check: a run with no checks would judge nothing"
+    )
