@@ -31,6 +31,8 @@ import pytest
 LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
 MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+# Set by scripts/mutation once the line-recording run passed: the same tests on the unmutated code.
+TESTS_PASSED = "MUTATION_TESTS_PASSED"
 _WANTED = pytest.StashKey[set[str]]()
 
 
@@ -105,11 +107,22 @@ def reaching_tests(root: Path) -> dict[str, frozenset[str]]:
     return {mutant: statements[statement] for mutant, statement in answer["mutants"].items()}
 
 
+def is_clean_run(config: pytest.Config) -> bool:
+    """mutmut's clean run, after scripts/mutation's line-recording run passed: no mutant active
+    (`MUTANT_UNDER_TEST` empty, not `stats`, `fail` or a mutant) and every test given by id."""
+    passed = os.environ.get(TESTS_PASSED) == "1" and os.environ.get("MUTANT_UNDER_TEST") == ""
+    return passed and bool(config.args) and all("::" in arg for arg in config.args)
+
+
 def configure(config: pytest.Config) -> None:
     """Record lines for scripts/mutation; narrow a mutant's tests when running one."""
     if is_line_recording():
         config.pluginmanager.register(LineRecorder(config.rootpath), "mutation-line-recorder")
         return
+    if is_clean_run(config):
+        # What mutmut's clean run would check, the line-recording run just did: every selected test
+        # passes with no mutant active. Running them all again would cost minutes of each run.
+        pytest.exit("the line-recording run passed these tests on the unmutated code", returncode=pytest.ExitCode.OK)
     reaching = reaching_tests(config.rootpath)
     mutant = mutant_under_test()
     if mutant is None and reaching:  # mutmut's runs without a mutant: the fork server's warm-up, the clean run

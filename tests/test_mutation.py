@@ -122,3 +122,36 @@ def test_a_mutant_placed_nowhere_runs_all_of_mutmuts_tests(monkeypatch: pytest.M
     mutation.configure(config)
 
     assert config.args == ["tests/test_settings.py", "tests/test_mesh.py"]
+
+
+@pytest.mark.parametrize(
+    ("mutant_under_test", "passed", "args", "skipped"),
+    [
+        ("", "1", ["tests/test_settings.py::test_image"], True),  # mutmut's clean run, after the recording passed
+        ("", None, ["tests/test_settings.py::test_image"], False),  # no recording run: mutmut's check stands
+        ("", "1", ["tests/test_settings.py"], False),  # the fork server's warm-up: files, collect only
+        ("fail", "1", ["tests/test_settings.py"], False),  # mutmut's forced-fail run
+        ("stats", "1", ["tests/test_settings.py::test_image"], False),  # mutmut's mapping run
+    ],
+    ids=["clean-run", "no-recording", "warm-up", "forced-fail", "mapping-run"],
+)
+def test_only_mutmuts_clean_run_after_a_passed_recording_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, mutant_under_test: str, passed: str | None, args: list[str], skipped: bool
+) -> None:
+    monkeypatch.setenv("MUTANT_UNDER_TEST", mutant_under_test)
+    if passed is None:
+        monkeypatch.delenv(mutation.TESTS_PASSED, raising=False)
+    else:
+        monkeypatch.setenv(mutation.TESTS_PASSED, passed)
+    monkeypatch.setattr(mutation, "reaching_tests", lambda root: {})
+    monkeypatch.setattr(mutation, "preload", lambda root: None)
+    config = _config(list(args))
+
+    try:
+        mutation.configure(config)
+        ended = None
+    except pytest.exit.Exception as exit_:  # caught either way: an uncaught one would end this session
+        ended = exit_.returncode
+
+    assert ended == (pytest.ExitCode.OK if skipped else None)
+    assert config.args == args
