@@ -26,6 +26,8 @@ from capacity.nodes import InstanceType
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "canary"
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+# AWS lists zones in every state unless asked for one: an impaired zone must never get a subnet.
+IMPAIRED_ZONE = "us-east-1e"
 LOAD_BALANCER_HOST = "canary-nlb.elb.example.test"
 EKS_CREATED_SECURITY_GROUP = "sg-0eks0created0"
 
@@ -338,7 +340,8 @@ class CloudMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.run.invokes.append(args.token)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))]}, []
+            names = ZONES if args.args.get("state") == "available" else [*ZONES, IMPAIRED_ZONE]
+            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(len(names))]}, []
         if args.token == "aws:ec2/getInstanceType:getInstanceType":
             facts = describe_instance_type(args.args["instanceType"])
             if facts is None:  # the engine reports the provider's error as the invoke's failure

@@ -461,6 +461,12 @@ def test_more_zones_than_the_region_has_is_one_clear_error() -> None:
         run_program({"availabilityZoneCount": "6"})
 
 
+def test_only_available_zones_count_and_get_subnets() -> None:
+    """The region's fifth zone is impaired: asking for five is refused, not given a subnet there."""
+    with pytest.raises(Exception, match=r"availabilityZoneCount = 5: this region has only 4 zones"):
+        run_program({"availabilityZoneCount": "5"})
+
+
 def test_existing_cluster_defaults_are_kubectls() -> None:
     run = run_program({"clusterMode": "existing"})
     (provider,) = run.of_type(PROVIDER)
