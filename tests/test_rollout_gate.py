@@ -79,13 +79,20 @@ def test_a_record_is_alive_only_for_another_live_process_on_this_host() -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         assert replace(record, pid=sleeper.pid).is_alive_here()
-        with pytest.raises(subprocess.TimeoutExpired):  # asking sends no signal that stops the run
-            sleeper.wait(timeout=0.2)
+        assert sleeper.poll() is None
         assert not replace(record, pid=sleeper.pid, host=this_host() + "-elsewhere").is_alive_here()
     finally:
         sleeper.kill()
         sleeper.wait()
     assert not replace(record, pid=sleeper.pid).is_alive_here(), "a finished process owns nothing"
+
+
+def test_asking_whether_a_run_is_alive_sends_it_no_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signal 0 only checks that the process exists; any other would reach the run (SIGHUP stops it)."""
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr("rollout.record.os.kill", lambda pid, signal: sent.append((pid, signal)))
+    assert replace(RunRecord.begin((10, 50)), pid=4242).is_alive_here()
+    assert sent == [(4242, 0)]
 
 
 def test_a_run_of_another_user_is_alive_though_it_cannot_be_signalled(monkeypatch: pytest.MonkeyPatch) -> None:
