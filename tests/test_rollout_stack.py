@@ -254,8 +254,19 @@ def test_the_engine_runs_with_the_workspaces_environment_and_pulumi_home(
     stack, automation, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
     automation.workspace.env_vars = {"CANARY_TEST_VAR": "from-workspace"}
     automation.workspace.pulumi_home = str(tmp_path / "home")
+    monkeypatch.chdir(tmp_path)  # `canary` started elsewhere: the engine still runs in the project
     stack.apply({"canaryWeight": "20"}, "m")
     assert (bin_dir / "env.txt").read_text().split() == [str(tmp_path / "home"), "from-workspace", str(PROJECT_DIR)]
+
+
+def test_what_the_engine_says_on_stderr_is_in_the_error(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text("#!/bin/sh\necho 'Updating (dev)'\necho 'error: said on stderr' >&2\nexit 1\n")
+    script.chmod(0o755)
+    stack, _, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    with pytest.raises(ApplyError, match="said on stderr"):
+        stack.apply({"canaryWeight": "20"}, "m")
 
 
 def test_settings_are_the_stacks_config_with_the_changes_applied(
