@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,19 +35,27 @@ HOLDER = textwrap.dedent(
 )
 
 
-def start_holder(tmp_path: Path) -> subprocess.Popen[str]:
-    holder = subprocess.Popen(
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another run holding the lock until tmp_path/release exists; never left running, whatever a test does."""
+    process = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(tmp_path / "cluster.lock"), str(tmp_path / "release")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
-    return holder
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "holding\n"
+        yield process
+    finally:
+        (tmp_path / "release").touch()
+        process.kill()  # nothing once it has ended
+        process.wait(timeout=10)
 
 
-def test_a_second_run_waits_for_the_first_and_says_who_holds_the_cluster(tmp_path: Path) -> None:
-    holder = start_holder(tmp_path)
+def test_a_second_run_waits_for_the_first_and_says_who_holds_the_cluster(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
     told: list[str] = []
 
     def release_once_told(message: str) -> None:
@@ -59,21 +68,15 @@ def test_a_second_run_waits_for_the_first_and_says_who_holds_the_cluster(tmp_pat
     assert told == [f"the cluster is in use by another run (pid {holder.pid}); waiting up to 30 s"]
 
 
-def test_a_run_that_waited_too_long_stops_with_one_message(tmp_path: Path) -> None:
-    holder = start_holder(tmp_path)
-    try:
-        with (
-            pytest.raises(TimeoutError, match=r"^the cluster was still in use by another run after 1 s$"),
-            held_alone(tmp_path / "cluster.lock", "the cluster", lambda _: None, 1),
-        ):
-            pytest.fail("entered while another run held the lock")
-    finally:
-        (tmp_path / "release").touch()
-        holder.wait(timeout=10)
+def test_a_run_that_waited_too_long_stops_with_one_message(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    with (
+        pytest.raises(TimeoutError, match=r"^the cluster was still in use by another run after 1 s$"),
+        held_alone(tmp_path / "cluster.lock", "the cluster", lambda _: None, 1),
+    ):
+        pytest.fail("entered while another run held the lock")
 
 
-def test_a_killed_run_leaves_no_lock_behind(tmp_path: Path) -> None:
-    holder = start_holder(tmp_path)
+def test_a_killed_run_leaves_no_lock_behind(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     told: list[str] = []
