@@ -10,7 +10,7 @@ import pytest
 
 from infra.cluster import current_context
 from infra.network import subnet_cidrs
-from infra.preview import MANAGED_KINDS, PREVIEW_GROUP
+from infra.preview import DRY_RUN_ONLY_MESSAGE, MANAGED_KINDS, PREVIEW_GROUP
 from settings import declared_settings
 from tests.harness import (
     EKS_CREATED_SECURITY_GROUP,
@@ -18,6 +18,7 @@ from tests.harness import (
     ZONES,
     ProgramRun,
     Registered,
+    fake_outputs,
     is_secret,
     program_scope,
     run_program,
@@ -137,7 +138,7 @@ def test_the_preview_group_may_read_and_dry_run_writes_only(mode: str) -> None:
     assert policy["matchConditions"] == [
         {"name": "from-previewers", "expression": "'canary:previewers' in request.userInfo.groups"}
     ]
-    assert [v["expression"] for v in policy["validations"]] == ["request.dryRun == true"]
+    assert policy["validations"] == [{"expression": "request.dryRun == true", "message": DRY_RUN_ONLY_MESSAGE}]
     (rule,) = policy["matchConstraints"]["resourceRules"]
     assert rule["operations"] == ["CREATE", "UPDATE", "DELETE", "CONNECT"]
     assert rule["apiGroups"] == rule["apiVersions"] == ["*"] and rule["resources"] == ["*/*"]
@@ -150,7 +151,17 @@ def test_the_preview_group_may_read_and_dry_run_writes_only(mode: str) -> None:
     assert role_binding["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": PREVIEW_GROUP}
     ]
-    rules = objects["ClusterRole"].inputs["rules"]
+    role = objects["ClusterRole"]
+    assert role_binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": fake_outputs(role.type, role.name, role.inputs)["metadata"]["name"],  # the name the provider gave it
+    }
+    rules = role.inputs["rules"]
+    assert {(group, resource) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]} == {
+        *((group, resource) for group, resources in MANAGED_KINDS.items() for resource in resources),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+    }, "each kind under its own API group"
     verbs = {verb for rule in rules for verb in rule["verbs"]}
     assert verbs == {"get", "list", "watch", "create", "patch", "update"}, "never delete, escalate, impersonate"
     updates = [rule["resources"] for rule in rules if "update" in rule["verbs"]]
