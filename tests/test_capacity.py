@@ -350,6 +350,7 @@ def test_a_type_aws_does_not_know_is_refused_with_aws_answer(name: str) -> None:
     assert f"The following supplied instance types do not exist: [{name}]" in message, "AWS's own words"
     assert ("Did you mean t3a.medium?" in message) == (name == "t3a.mediun")
     assert f"Did you mean {name}?" not in message
+    assert ("(nothing was changed).\n  AWS said: " in message) == (name == "x9.huge"), "no close name: no hint"
     assert run.resources == [] and run.invokes == ["aws:ec2/getInstanceType:getInstanceType"]
 
 
