@@ -107,11 +107,16 @@ def reaching_tests(root: Path) -> dict[str, frozenset[str]]:
     return {mutant: statements[statement] for mutant, statement in answer["mutants"].items()}
 
 
+def tests_by_id(config: pytest.Config) -> bool:
+    """mutmut passes the tests it runs by id; its warm-up and forced-fail runs pass test files."""
+    return all("::" in arg for arg in config.args)
+
+
 def is_clean_run(config: pytest.Config) -> bool:
     """mutmut's clean run, after scripts/mutation's line-recording run passed: no mutant active
     (`MUTANT_UNDER_TEST` empty, not `stats`, `fail` or a mutant) and every test given by id."""
     passed = os.environ.get(TESTS_PASSED) == "1" and os.environ.get("MUTANT_UNDER_TEST") == ""
-    return passed and bool(config.args) and all("::" in arg for arg in config.args)
+    return passed and bool(config.args) and tests_by_id(config)
 
 
 def configure(config: pytest.Config) -> None:
@@ -125,9 +130,10 @@ def configure(config: pytest.Config) -> None:
         pytest.exit("the line-recording run passed these tests on the unmutated code", returncode=pytest.ExitCode.OK)
     reaching = reaching_tests(config.rootpath)
     mutant = mutant_under_test()
-    if mutant is None and reaching:  # mutmut's runs without a mutant: the fork server's warm-up, the clean run
+    # mutmut's runs without a mutant: the fork server's warm-up, and the clean run when it was not skipped above.
+    if mutant is None and reaching:
         preload(config.rootpath)
-    if mutant is None or not all("::" in arg for arg in config.args):
+    if mutant is None or not tests_by_id(config):
         return
     wanted = [test for test in config.args if mutant not in reaching or test in reaching[mutant]]
     if not wanted:
