@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pulumi_policy import ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs, StackValidationArgs
 
 from policy import rules
 from tests.test_policy import OPTIONS, check_resource, check_split, check_stack, deployment, release, resource, split
@@ -66,8 +66,6 @@ def test_subsets_count_only_in_the_virtual_services_namespace() -> None:
 
 
 def test_an_undefined_subset_names_the_defined_ones_on_the_virtual_service() -> None:
-    from pulumi_policy import StackValidationArgs
-
     resources = split({"v1": 90, "v3": 10}, subsets=("v1", "v2"))
     ((message, urn),) = reported(rules.validate_traffic_split_subsets, StackValidationArgs(resources, None))
     assert message == (
@@ -364,8 +362,6 @@ def test_the_cap_message_in_full_when_promotions_are_allowed() -> None:
 
 
 def test_subsets_are_looked_up_in_the_virtual_services_own_namespace_in_any_order() -> None:
-    from pulumi_policy import StackValidationArgs
-
     virtual_service, destination_rule = split({"v1": 90, "v3": 10})
     for resource_ in (virtual_service, destination_rule):
         resource_.props["metadata"]["namespace"] = "shop"
@@ -379,8 +375,6 @@ def test_subsets_are_looked_up_in_the_virtual_services_own_namespace_in_any_orde
 
 
 def test_every_versioned_workload_is_checked_after_others_and_named_with_its_urn() -> None:
-    from pulumi_policy import StackValidationArgs
-
     injected = resource(
         "kubernetes:core/v1:Namespace", {"metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}}
     )
