@@ -7,12 +7,13 @@ dependencies - so tests can assert on wiring, not only on inputs.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
 import re
 import runpy
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -111,6 +112,8 @@ SDK_INTERNALS = {
     "the mock monitor's registration record": "pulumi.runtime.mocks:MockMonitor.ResourceRegistration",
     "the mock monitor's ReadResource": "pulumi.runtime.mocks:MockMonitor.ReadResource",
     "the engine's RegisterResource answer": "pulumi.runtime.proto.resource_pb2:RegisterResourceResponse",
+    "the registration's call stack for the engine": "pulumi.runtime.resource:_get_stack_trace",
+    "the engine's call stack message": "pulumi.runtime.proto.source_pb2:StackTrace",
 }
 
 
@@ -182,6 +185,22 @@ def serialized_state(state: dict[str, Any]) -> Any:
 
 MockMonitor: type[Any] = _internal(SDK_INTERNALS["the mock resource monitor"])
 RegisterResourceResponse: Any = _internal(SDK_INTERNALS["the engine's RegisterResource answer"])
+
+
+@contextlib.contextmanager
+def no_call_stacks() -> Iterator[None]:
+    """Registrations without the program's call stack: the engine shows it next to a resource's
+    diagnostics, the mocks never read it, and taking it (the whole stack, each frame's source line)
+    is an eighth of a program run under mocks."""
+    module, _, name = SDK_INTERNALS["the registration's call stack for the engine"].partition(":")
+    sdk = importlib.import_module(module)
+    taken, empty = getattr(sdk, name), _internal(SDK_INTERNALS["the engine's call stack message"])
+    setattr(sdk, name, empty)
+    try:
+        yield
+    finally:
+        setattr(sdk, name, taken)
+
 
 # --- end of the adapter ---------------------------------------------------------------------
 
@@ -370,7 +389,8 @@ def run_program(
             gc.unfreeze()
             gc.enable()
 
-    program()
+    with no_call_stacks():
+        program()
     return run
 
 

@@ -85,3 +85,16 @@ def test_the_adapter_is_the_only_code_that_names_sdk_internals() -> None:
         if "_sync_await" in text or "rpc._" in text or "runtime.mocks" in text:
             offenders.append(str(path.relative_to(harness.PROJECT_DIR)))
     assert offenders == []
+
+
+def test_a_program_run_under_mocks_skips_call_stacks_and_gives_them_back_to_the_sdk() -> None:
+    from pulumi.runtime import resource
+
+    taken = resource._get_stack_trace
+    with harness.no_call_stacks():
+        assert (
+            resource._get_stack_trace() == harness._internal(harness.SDK_INTERNALS["the engine's call stack message"])()
+        )
+    assert resource._get_stack_trace is taken
+    harness.run_program(harness.EXISTING_CLUSTER)
+    assert resource._get_stack_trace is taken
