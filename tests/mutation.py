@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import pytest
 LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
 MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+TIMES = "mutation-times.jsonl"  # each mutant's run: seconds, tests run, pytest's exit status, in ./mutants
 # Set by scripts/mutation once the line-recording run passed: the same tests on the unmutated code.
 TESTS_PASSED = "MUTATION_TESTS_PASSED"
 _WANTED = pytest.StashKey[set[str]]()
@@ -71,6 +73,23 @@ class LineRecorder:
         self.coverage.stop()
         self.coverage.save()
         (self.root / MODULES).write_text("\n".join(sorted(sys.modules)))
+
+
+class MutantTimer:
+    """A pytest plugin: how long a mutant's run took and how many tests it ran, one JSON line per
+    mutant (mutmut's own durations stay 0 with its fork server), for docs/mutation.md's "How long it takes"."""
+
+    def __init__(self, root: Path, mutant: str) -> None:
+        self.path, self.mutant = root / TIMES, mutant
+        self.start, self.tests = time.monotonic(), 0
+
+    def pytest_runtest_logfinish(self) -> None:
+        self.tests += 1
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        line = {"mutant": self.mutant, "seconds": round(time.monotonic() - self.start, 3), "tests": self.tests}
+        with self.path.open("a") as times:  # one short append per process: the two at a time do not interleave
+            times.write(json.dumps({**line, "exit": int(exitstatus)}) + "\n")
 
 
 def preload(root: Path) -> None:
@@ -135,6 +154,7 @@ def configure(config: pytest.Config) -> None:
         preload(config.rootpath)
     if mutant is None or not tests_by_id(config):
         return
+    config.pluginmanager.register(MutantTimer(config.rootpath, mutant), "mutation-timer")
     wanted = [test for test in config.args if mutant not in reaching or test in reaching[mutant]]
     if not wanted:
         pytest.exit(f"no test executes {mutant}'s change", returncode=pytest.ExitCode.NO_TESTS_COLLECTED)

@@ -1,6 +1,7 @@
 """scripts/mutation's narrowing of a mutant's tests to those that execute its change."""
 
 import importlib.util
+import json
 import textwrap
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -79,9 +80,10 @@ def test_a_change_is_placed_in_the_originals_innermost_statement() -> None:
     }  # mutmut_3 changes a default, evaluated at import, outside every test: not placed
 
 
-def _config(args: list[str]) -> pytest.Config:
-    """What configure reads of pytest's config: the test ids mutmut passed, and a stash."""
-    return cast(pytest.Config, SimpleNamespace(args=args, stash=pytest.Stash(), rootpath=Path("/nonexistent")))
+def _config(args: list[str], root: Path = Path("/nonexistent")) -> pytest.Config:
+    """What configure reads of pytest's config: the test ids mutmut passed, a stash, the plugins."""
+    plugins = pytest.PytestPluginManager()
+    return cast(pytest.Config, SimpleNamespace(args=args, stash=pytest.Stash(), rootpath=root, pluginmanager=plugins))
 
 
 def test_a_mutant_runs_only_the_tests_that_reach_its_change(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +157,31 @@ def test_only_mutmuts_clean_run_after_a_passed_recording_is_skipped(
 
     assert ended == (pytest.ExitCode.OK if skipped else None)
     assert config.args == args
+
+
+def test_each_mutants_run_is_timed_into_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(mutation, "reaching_tests", lambda root: {})
+    for mutant, exit_status in [("settings.load.x__image__mutmut_7", 1), ("mesh.charts.x_base__mutmut_2", 0)]:
+        monkeypatch.setenv("MUTANT_UNDER_TEST", mutant)
+        config = _config(["tests/test_settings.py::test_image", "tests/test_mesh.py::test_gateway"], root=tmp_path)
+        mutation.configure(config)
+        hooks = config.pluginmanager.hook  # called the way pytest calls them: their arguments checked against its specs
+        for test in ("tests/test_settings.py::test_image", "tests/test_mesh.py::test_gateway")[: 2 - exit_status]:
+            hooks.pytest_runtest_logfinish(nodeid=test, location=(test, 1, test))
+        hooks.pytest_sessionfinish(session=None, exitstatus=exit_status)
+
+    lines = [json.loads(line) for line in (tmp_path / mutation.TIMES).read_text().splitlines()]
+    assert [(line["mutant"], line["tests"], line["exit"]) for line in lines] == [
+        ("settings.load.x__image__mutmut_7", 1, 1),
+        ("mesh.charts.x_base__mutmut_2", 2, 0),
+    ]
+    assert all(0 <= line["seconds"] < 60 for line in lines)
+
+
+def test_only_a_mutants_run_is_timed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(mutation, "reaching_tests", lambda root: {})
+    for mutant_under_test in ("", "stats", "fail"):
+        monkeypatch.setenv("MUTANT_UNDER_TEST", mutant_under_test)
+        config = _config(["tests/test_settings.py::test_image"], root=tmp_path)
+        mutation.configure(config)
+        assert config.pluginmanager.get_plugin("mutation-timer") is None
