@@ -185,3 +185,90 @@ def test_only_a_mutants_run_is_timed(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         config = _config(["tests/test_settings.py::test_image"], root=tmp_path)
         mutation.configure(config)
         assert config.pluginmanager.get_plugin("mutation-timer") is None
+
+
+def _score_script(root: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """scripts/mutation_score.py reading `root`'s docs/mutation.md and mutants/."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "mutation_score.py"
+    spec = importlib.util.spec_from_file_location("mutation_score", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", root)
+    return module
+
+
+EQUIVALENTS_DOC = """\
+### Survivors judged equivalent
+
+- `rollout.checks.x_redacted__mutmut_10` (`aaaa11112222`): `rsplit("@", 1)` becomes `rsplit("@")`.
+- `rollout.checks.x_redacted__mutmut_13` (`aaaa11112222`): the same with a limit of 2.
+- `rollout.runner.xǁRolloutǁrun__mutmut_25` (`bbbb33334444`): judged before `run` changed.
+- `rollout.checks.x_parse_check__mutmut_35`: listed without a hash.
+"""
+
+
+def _mutants(root: Path, codes: dict[str, dict[str, int | None]], hashes: dict[str, dict[str, str]]) -> None:
+    (root / "docs").mkdir()
+    (root / "docs" / "mutation.md").write_text(EQUIVALENTS_DOC)
+    for module, exit_codes in codes.items():
+        meta = root / "mutants" / (module.replace(".", "/") + ".py.meta")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": exit_codes, "hash_by_function_name": hashes[module]}))
+
+
+def test_mutants_judged_equivalent_on_unchanged_code_are_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    score = _score_script(tmp_path, monkeypatch)
+    _mutants(
+        tmp_path,
+        {
+            "rollout.checks": {
+                "rollout.checks.x_redacted__mutmut_9": None,
+                "rollout.checks.x_redacted__mutmut_10": None,
+                "rollout.checks.x_redacted__mutmut_13": None,
+                "rollout.checks.x_parse_check__mutmut_35": None,
+            },
+            "rollout.runner": {"rollout.runner.xǁRolloutǁrun__mutmut_25": None},
+        },
+        {
+            "rollout.checks": {"x_redacted": "aaaa11112222", "x_parse_check": "cccc55556666"},
+            "rollout.runner": {"xǁRolloutǁrun": "dddd77778888"},  # changed since it was judged
+        },
+    )
+
+    assert score.equivalent_mutants()["rollout.checks.x_redacted__mutmut_13"] == "aaaa11112222"
+    assert score.to_run(["rollout"], 1) == [
+        "rollout.checks.x_parse_check__mutmut_35",  # no hash: no proof it is the same change
+        "rollout.checks.x_redacted__mutmut_9",
+        "rollout.runner.xǁRolloutǁrun__mutmut_25",  # its function changed: judged again
+    ]
+    assert len(score.to_run(["rollout"], 1, run_equivalents=True)) == 5
+
+
+def test_a_skipped_equivalent_counts_as_equivalent_and_a_stale_one_as_a_survivor_to_judge_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    score = _score_script(tmp_path, monkeypatch)
+    _mutants(
+        tmp_path,
+        {
+            "rollout.checks": {
+                "rollout.checks.x_redacted__mutmut_9": 1,
+                "rollout.checks.x_redacted__mutmut_10": None,  # skipped: judged equivalent on this code
+                "rollout.checks.x_redacted__mutmut_13": 1,  # killed after all
+            },
+            "rollout.runner": {"rollout.runner.xǁRolloutǁrun__mutmut_25": 0},
+        },
+        {"rollout.checks": {"x_redacted": "aaaa11112222"}, "rollout.runner": {"xǁRolloutǁrun": "dddd77778888"}},
+    )
+
+    assert score.main(["rollout"], 1) == 0
+    out = capsys.readouterr().out
+    assert "rollout.checks                  3       2          1         0        0  100.0%" in out
+    assert "rollout.runner                  1       0          0         1        0    0.0%" in out
+    assert "rollout.runner.xǁRolloutǁrun__mutmut_25 (bbbb33334444, now dddd77778888)" in out
+    assert "killed, yet listed as equivalent in docs/mutation.md (take them off the list):\n" in out
+    assert out.endswith("  rollout.checks.x_redacted__mutmut_13\n")
+    assert "survivors (`venv/bin/mutmut show NAME`" not in out  # the stale one is listed once, to judge again

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from settings import EksCluster, SettingsError, Vpc, load_settings
+from settings import EksCluster, ExistingCluster, SettingsError, Vpc, load_settings
 from tests.harness import EXISTING_CLUSTER, DictConfig, plain_id
 
 SECRET_VALUE = "0123456789abcdef"  # the shortest header value accepted
@@ -147,6 +147,14 @@ def test_existing_mode_ignores_eks_settings_and_eks_mode_refuses_a_kubeconfig() 
     assert problems({"kubeconfig": "/tmp/k"}) == [
         'kubeconfig = "/tmp/k": is only used with clusterMode existing; set clusterMode to existing or unset it'
     ]
+
+
+def test_existing_mode_names_eks_settings_set_to_what_is_not_even_json_as_ignored() -> None:
+    """Garbage differs from a setting's default as much as any other value: the stack is told it is ignored."""
+    garbage = {"nodeDesiredCount": "three", "availabilityZoneCount": "[["}
+    settings = load_settings(DictConfig({**EXISTING_CLUSTER, **garbage}))
+    assert isinstance(settings.cluster, ExistingCluster)
+    assert settings.cluster.ignored == ("availabilityZoneCount", "nodeDesiredCount")
 
 
 def test_the_error_names_every_problem_once_and_how_to_fix_it() -> None:
