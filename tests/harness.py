@@ -13,6 +13,8 @@ import importlib
 import os
 import re
 import runpy
+import socketserver
+import threading
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,6 +402,12 @@ def program_scope(fixture_name: str, config: Any) -> Literal["module", "function
     module-scoped run would count for the first test only. Running a mutant's tests, once per module
     again: the mutant is the same for all of them, so one run of the program serves them all."""
     return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
+
+
+def serve_in_background(server: socketserver.BaseServer) -> None:
+    """Serve from a daemon thread that `server.shutdown()` stops at once: the serving loop looks for a
+    shutdown once per poll, every 0.5 s by default, which each test's teardown would wait for."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
 
 
 def plain_id(text: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -26,6 +25,7 @@ from rollout.checks import (
     builtin_checks,
     parse_bound,
 )
+from tests.harness import serve_in_background
 
 
 class FakeApi:
@@ -57,8 +57,7 @@ def api() -> Iterator[tuple[FakeApi, str]]:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     try:
         yield fake, f"http://127.0.0.1:{server.server_address[1]}/"
     finally:

@@ -10,7 +10,6 @@ import base64
 import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from rollout.checks import MAX_ANSWER_BYTES, Check, Prometheus, Target, builtin_checks, parse_check, redacted
 from rollout.cli import parse_args
 from rollout.gate import Gate, Progress, Verdict, judge
+from tests.harness import serve_in_background
 
 SUCCESS, LATENCY = builtin_checks()
 TARGET = Target("default", "nginx-v2", "1m")
@@ -47,7 +47,7 @@ class FakePrometheus:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
 
 def json_answer(body: str) -> Answer:
