@@ -41,6 +41,7 @@ MAX_P99_MS = 500.0
 CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 QUERY_TIMEOUT_SECONDS = 10.0  # the whole answer, not each read: a trickling server cannot stretch it
+READY_TIMEOUT_SECONDS = 5.0  # before the first step: a Prometheus that does not answer by then is not there
 MAX_ANSWER_BYTES = 1_000_000  # one instant-query value is a few hundred bytes
 
 
@@ -213,7 +214,7 @@ class Prometheus:
         """Raises LookupError when Prometheus does not answer at all; any HTTP answer will do."""
         request = urllib.request.Request(f"{self.url}/-/ready", headers=self._headers)
         try:
-            with urllib.request.urlopen(request, timeout=5):
+            with urllib.request.urlopen(request, timeout=min(self.timeout, READY_TIMEOUT_SECONDS)):
                 pass
         except urllib.error.HTTPError:
             pass  # it answers; whether its queries do is the analysis' business

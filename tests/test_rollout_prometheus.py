@@ -323,6 +323,17 @@ def test_an_http_error_shows_the_start_of_its_body_with_bad_bytes_replaced(prome
     assert error == "Prometheus answered 503: \ufffd" + "x" * 299
 
 
+def test_a_silent_prometheus_is_not_ready_once_its_timeout_passed(prometheus: FakePrometheus) -> None:
+    """Asking /-/ready waits the Prometheus' own timeout when it is under READY_TIMEOUT_SECONDS, not until the
+    server gives up (after 3 s here) or forever."""
+    prometheus.answer = lambda handler: time.sleep(3)
+    started = time.monotonic()
+    with pytest.raises(LookupError) as silent:
+        Prometheus(prometheus.url, timeout=0.3).ready()
+    assert time.monotonic() - started < 2
+    assert str(silent.value) == f"Prometheus at {prometheus.url} cannot be reached (timed out)"
+
+
 def test_a_prometheus_that_hangs_up_is_named_with_what_happened(prometheus: FakePrometheus) -> None:
     prometheus.answer = lambda handler: None  # closes the connection without an answer
     with pytest.raises(LookupError) as unreachable:
