@@ -28,9 +28,7 @@ def arm64_warning(settings: Settings, instance: InstanceType) -> str:
 
 
 def check_capacity(
-    settings: Settings,
-    describe: Callable[[str], InstanceType] = instance_type_from_aws,
-    prefix_delegation: bool | None = None,
+    settings: Settings, describe: Callable[[str], InstanceType] = instance_type_from_aws
 ) -> CapacityPlan | None:
     """Raise SettingsError when the stack does not fit its node group; warn when it fits with little headroom.
 
@@ -44,7 +42,7 @@ def check_capacity(
     instance = describe(group.instance_type)
     if instance.architecture == ARM64:
         pulumi.log.warn(arm64_warning(settings, instance))
-    plan = plan_capacity(settings, instance, prefix_delegation)
+    plan = plan_capacity(settings, instance)
     assert plan is not None
     if plan.node_count == 0:
         needed = nodes_needed(plan)

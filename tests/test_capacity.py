@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from capacity import Footprint, Requests, mebibytes, millicores
+from capacity import Footprint, Requests, mebibytes, millicores, preflight
 from capacity.advice import failure, nodes_needed, warning
 from capacity.nodes import (
     SUGGESTIONS,
@@ -188,6 +188,29 @@ def test_no_nodes_warns_instead_of_failing(warnings: list[str]) -> None:
     assert plan is not None and not plan.fits and plan.pods_per_node == plan.pods
     (warning,) = warnings
     assert "nodeDesiredCount = 0" in warning and "at least 2 x t3a.medium" in warning
+
+
+def test_no_nodes_of_a_type_no_count_of_which_holds_the_stack_warns_without_advising_a_count(
+    warnings: list[str],
+) -> None:
+    check_capacity(settings_of({"nodeDesiredCount": "0", "nodeInstanceType": "t3.nano"}), describe)
+    assert warnings == [
+        "nodeDesiredCount = 0: node group default-pool has no node, so no pod of the stack can run until it is "
+        "scaled up"
+    ]
+
+
+def test_headroom_exactly_at_the_warning_threshold_is_enough(
+    warnings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = check_capacity(settings_of(), describe)
+    assert plan is not None and warnings == []
+    monkeypatch.setattr(preflight, "HEADROOM_WARNING", min(plan.headroom.values()))
+    check_capacity(settings_of(), describe)
+    assert warnings == []
+    monkeypatch.setattr(preflight, "HEADROOM_WARNING", min(plan.headroom.values()) + 0.001)
+    check_capacity(settings_of(), describe)
+    assert len(warnings) == 1
 
 
 # Per type of the mocked DescribeInstanceTypes: max pods without the recommended cap (the EKS
