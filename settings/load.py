@@ -129,6 +129,10 @@ class _Reader:
             return fallback
         return parsed
 
+    def accepted(self, *keys: str) -> bool:
+        """Whether none of these settings was refused (a refused one reads as its fallback)."""
+        return self.refused.isdisjoint(keys)
+
     def integer(self, key: str, low: int, high: int) -> int:
         def parse(raw: str) -> int | None:
             text = raw.strip()
@@ -364,7 +368,8 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
         traffic_api=read.choice("trafficApi", ("istio", "gateway-api")),  # type: ignore[arg-type]  # checked by choice()
         dataplane_mode=read.choice("dataplaneMode", ("sidecar", "ambient")),  # type: ignore[arg-type]  # by choice()
     )
-    if mesh.dataplane_mode == "ambient" and mesh.traffic_api != "gateway-api":
+    # Cross-setting rules only between accepted values: a refused one's stand-in would add problems of its own.
+    if mesh.dataplane_mode == "ambient" and mesh.traffic_api != "gateway-api" and read.accepted("trafficApi"):
         read.fail(
             "dataplaneMode",
             "ambient",
@@ -372,7 +377,7 @@ def _read_mesh(read: _Reader, app_namespace: str, app_name: str) -> MeshSettings
             f"{mesh.traffic_api}): set trafficApi gateway-api, or dataplaneMode sidecar",
         )
     for dashboard in ("grafana", "kiali"):
-        if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus:
+        if getattr(mesh.addons, dashboard) and not mesh.addons.prometheus and read.accepted("prometheus"):
             read.fail(
                 dashboard,
                 True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from settings import EksCluster, ExistingCluster, SettingsError, Vpc, load_settings
@@ -155,6 +157,87 @@ def test_existing_mode_names_eks_settings_set_to_what_is_not_even_json_as_ignore
     settings = load_settings(DictConfig({**EXISTING_CLUSTER, **garbage}))
     assert isinstance(settings.cluster, ExistingCluster)
     assert settings.cluster.ignored == ("availabilityZoneCount", "nodeDesiredCount")
+
+
+VERSION_RULE = "must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit, e.g. v2"
+VPC_CIDR_RULE = "must be an IPv4 network from /16 to /20 (a.b.c.d/16 to a.b.c.d/20)"
+ROLE_A, ROLE_B = "arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/b"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (  # a network with host bits set is no network: strict parsing
+            {"apiAccessCidrs": '["203.0.113.7/24"]'},
+            'apiAccessCidrs = "[\\"203.0.113.7/24\\"]": must be a list of at most 40 IPv4 CIDRs a.b.c.d/n '
+            "(0.0.0.0/0 is the world)",
+        ),
+        ({"vpcCidr": "10.0.0.1/16"}, 'vpcCidr = "10.0.0.1/16": ' + VPC_CIDR_RULE),
+        ({"vpcCidr": "nope"}, 'vpcCidr = "nope": ' + VPC_CIDR_RULE),
+        (
+            {"clusterAdminArns": json.dumps([ROLE_A, ROLE_A, ROLE_B, ROLE_B])},
+            f"clusterAdminArns = {json.dumps([ROLE_A, ROLE_A, ROLE_B, ROLE_B])}: must list each ARN once "
+            f"(repeated: {ROLE_A}, {ROLE_B})",
+        ),
+        (
+            {"apiAccessCidrs": '["203.0.113.0/24", "203.0.113.0/24", "198.51.100.0/24", "198.51.100.0/24"]'},
+            'apiAccessCidrs = ["203.0.113.0/24", "203.0.113.0/24", "198.51.100.0/24", "198.51.100.0/24"]: '
+            "lists 198.51.100.0/24, 203.0.113.0/24 more than once",
+        ),
+        (
+            {"apiAccessCidrs": '["10.0.0.0/8", "192.168.0.0/16"]'},
+            'apiAccessCidrs = ["10.0.0.0/8", "192.168.0.0/16"]: 10.0.0.0/8, 192.168.0.0/16 not public: EKS\'s '
+            "public endpoint takes only internet addresses (inside the VPC the private endpoint, always on, is used)",
+        ),
+        ({"nodeInstanceType": "large"}, 'nodeInstanceType = "large": must be an EC2 instance type like t3a.medium'),
+        ({"nodeMinCount": "451"}, 'nodeMinCount = "451": must be an integer from 0 to 450'),
+        ({"installIstio": "maybe"}, 'installIstio = "maybe": must be true or false'),
+    ],
+    ids=[
+        "cidr-host-bits",
+        "vpc-host-bits",
+        "vpc-garbage",
+        "arns-twice",
+        "cidrs-twice",
+        "cidrs-private",
+        "type",
+        "min",
+        "bool",
+    ],
+)
+def test_each_problem_is_one_message_naming_the_setting_its_value_and_what_is_allowed(
+    config: dict[str, str], expected: str
+) -> None:
+    assert problems(config) == [expected]
+
+
+def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked() -> None:
+    assert problems({"clusterMode": "bogus", "nodeInstanceType": "large"}) == [
+        'clusterMode = "bogus": must be one of eks, existing',
+        'nodeInstanceType = "large": must be an EC2 instance type like t3a.medium',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"prometheus": "maybe"}, ['prometheus = "maybe": must be true or false']),
+        (
+            {"dataplaneMode": "ambient", "trafficApi": "gateway"},
+            ['trafficApi = "gateway": must be one of istio, gateway-api'],
+        ),
+        (
+            {"stableVersion": "V1", "canaryVersion": "V1"},
+            [f'stableVersion = "V1": {VERSION_RULE}', f'canaryVersion = "V1": {VERSION_RULE}'],
+        ),
+    ],
+    ids=["addons-without-prometheus", "ambient-without-gateway-api", "same-versions"],
+)
+def test_a_refused_setting_adds_no_problem_of_the_value_it_is_read_as(
+    config: dict[str, str], expected: list[str]
+) -> None:
+    """One clear error per mistake: rules between settings do not judge a refused value's stand-in."""
+    assert problems(config) == expected
 
 
 def test_the_error_names_every_problem_once_and_how_to_fix_it() -> None:
