@@ -7,7 +7,7 @@ import json
 import pytest
 
 from settings import EksCluster, ExistingCluster, SettingsError, Vpc, load_settings
-from tests.harness import EXISTING_CLUSTER, DictConfig, plain_id
+from tests.harness import EXISTING_CLUSTER, HEADER_ROUTE, DictConfig, plain_id
 
 SECRET_VALUE = "0123456789abcdef"  # the shortest header value accepted
 
@@ -230,8 +230,24 @@ def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked
             {"stableVersion": "V1", "canaryVersion": "V1"},
             [f'stableVersion = "V1": {VERSION_RULE}', f'canaryVersion = "V1": {VERSION_RULE}'],
         ),
+        ({"stableReplicas": "abc"}, ['stableReplicas = "abc": must be an integer from 0 to 100']),
+        (
+            {**HEADER_ROUTE, "canaryReplicas": "z"},
+            ['canaryReplicas = "z": must be an integer from 0 to 100'],
+        ),
+        (
+            {"canaryWeight": "abc", "stableReplicas": "0"},
+            ['canaryWeight = "abc": must be an integer from 0 to 100'],
+        ),
     ],
-    ids=["addons-without-prometheus", "ambient-without-gateway-api", "same-versions"],
+    ids=[
+        "addons-without-prometheus",
+        "ambient-without-gateway-api",
+        "same-versions",
+        "stable-replicas",
+        "canary-replicas-with-header",
+        "weight-with-no-stable",
+    ],
 )
 def test_a_refused_setting_adds_no_problem_of_the_value_it_is_read_as(
     config: dict[str, str], expected: list[str]
