@@ -211,6 +211,69 @@ def test_each_problem_is_one_message_naming_the_setting_its_value_and_what_is_al
     assert problems(config) == [expected]
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"clusterViewerArns": '["nope"]'},
+            'clusterViewerArns = "[\\"nope\\"]": must be a list of at most 100 IAM role or user ARNs',
+        ),
+        (
+            {"appNamespace": "kube-system"},
+            'appNamespace = "kube-system": must be a namespace name (DNS label: 1-63 lowercase letters, digits and '
+            "'-') other than kube-system, kube-public, kube-node-lease, istio-system, which belong to Kubernetes and "
+            "Istio",
+        ),
+        (
+            {"canaryHeaderName": "uri"},
+            'canaryHeaderName = "uri": must be empty (off) or a lowercase HTTP header name of at most 256 '
+            "characters as Istio matches them: letters and digits with '-' between, like x-canary; not uri, scheme, "
+            "method, authority (Istio ignores matches on them)",
+        ),
+        (
+            {"canaryHeaderName": "x-canary", "canaryHeaderValue": "short"},
+            'canaryHeaderValue = "short": must be at least 16 characters while canaryHeaderName is x-canary, a value '
+            "nobody guesses (e.g. `openssl rand -hex 8`)",
+        ),
+        (
+            {"canaryHeaderName": "x-canary", "canaryHeaderValue": "e\tvalue of a tester"},
+            'canaryHeaderValue = "e\\tvalue of a tester": must be at most 256 printable ASCII characters (no tabs or '
+            "other control characters, nothing beyond ASCII)",
+        ),
+        (
+            {"kubeContext": "kind-x"},
+            'kubeContext = "kind-x": is only used with clusterMode existing; set clusterMode to existing or unset it',
+        ),
+        (
+            {"stableImage": "nginx"},
+            'stableImage = "nginx": must be an image reference pinned by tag or digest (not :latest), e.g. repo/app:v2',
+        ),
+        (  # nothing close to suggest
+            {"zzzzqqqq": "1"},
+            "zzzzqqqq: not a setting of this program (every setting is declared in Pulumi.yaml); remove it with "
+            "`pulumi config rm zzzzqqqq`",
+        ),
+    ],
+    ids=[
+        "viewer-arns",
+        "namespace",
+        "header-name",
+        "header-value-short",
+        "header-value-tab",
+        "context",
+        "image",
+        "key",
+    ],
+)
+def test_more_problems_in_full(config: dict[str, str], expected: str) -> None:
+    assert problems(config) == [expected]
+
+
+def test_a_cluster_name_may_have_capitals() -> None:
+    """EKS's rule: letters of either case, digits, '-' and '_'."""
+    assert accepted({"clusterName": "Dev-Cluster_1"})
+
+
 def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked() -> None:
     assert problems({"clusterMode": "bogus", "nodeInstanceType": "large"}) == [
         'clusterMode = "bogus": must be one of eks, existing',
