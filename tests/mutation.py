@@ -11,7 +11,7 @@ reaches. Here:
 - `scripts/mutation_reach.py` turns that into the tests that reach each mutant's changed statement;
 - running a mutant, `select` keeps only those of mutmut's tests (none reach it: no test can kill
   it, the run ends at once as "no tests"), collected file by file rather than id by id, and
-  `in_mutation_order` runs the likeliest killers first.
+  `in_mutation_order` runs them a file at a time, the cheapest first.
 
 A mutant's change can only alter what a test sees once the test executes the changed statement:
 the mutant and the original function are the same code up to it.
@@ -32,6 +32,7 @@ import pytest
 LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
 MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+STATS = "mutmut-stats.json"  # mutmut's mapping run: the tests of each function, each test's time, in ./mutants
 TIMES = "mutation-times.jsonl"  # each mutant's run: seconds, tests run, pytest's exit status, in ./mutants
 # Set by scripts/mutation once the line-recording run passed: the same tests on the unmutated code.
 TESTS_PASSED = "MUTATION_TESTS_PASSED"
@@ -76,18 +77,23 @@ class LineRecorder:
 
 
 class MutantTimer:
-    """A pytest plugin: how long a mutant's run took and how many tests it ran, one JSON line per
+    """A pytest plugin: how long a mutant's run took, how many tests it ran and which failed first, one JSON line per
     mutant (mutmut's own durations stay 0 with its fork server), for docs/mutation.md's "How long it takes"."""
 
     def __init__(self, root: Path, mutant: str) -> None:
         self.path, self.mutant = root / TIMES, mutant
-        self.start, self.tests = time.monotonic(), 0
+        self.start, self.tests, self.killed_by = time.monotonic(), 0, ""
 
     def pytest_runtest_logfinish(self) -> None:
         self.tests += 1
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and not self.killed_by:
+            self.killed_by = report.nodeid
+
     def pytest_sessionfinish(self, exitstatus: int) -> None:
-        line = {"mutant": self.mutant, "seconds": round(time.monotonic() - self.start, 3), "tests": self.tests}
+        seconds = round(time.monotonic() - self.start, 3)
+        line = {"mutant": self.mutant, "seconds": seconds, "tests": self.tests, "killed_by": self.killed_by}
         with self.path.open("a") as times:  # one short append per process: the two at a time do not interleave
             times.write(json.dumps({**line, "exit": int(exitstatus)}) + "\n")
 
@@ -174,25 +180,40 @@ def select(config: pytest.Config, items: list[pytest.Item]) -> None:
         dropped = [item for item in items if item.nodeid not in wanted]
         items[:] = [item for item in items if item.nodeid in wanted]
         config.hook.pytest_deselected(items=dropped)
-    items[:] = in_mutation_order(items, mutant)
+    items[:] = in_mutation_order(items, mutant, test_durations(config.rootpath))
 
 
-def in_mutation_order(items: list[pytest.Item], mutant: str) -> list[pytest.Item]:
-    """A mutant's tests, the layer's own first and one test file after another.
+@cache
+def test_durations(root: Path) -> dict[str, float]:
+    """Each test's time in mutmut's mapping run (./mutants/mutmut-stats.json; a program per test)."""
+    path = root / STATS
+    durations: dict[str, float] = json.loads(path.read_text()).get("duration_by_test", {}) if path.exists() else {}
+    return durations
+
+
+def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str, float]) -> list[pytest.Item]:
+    """A mutant's tests, one test file after another, the cheapest file first.
 
     mutmut passes the tests that cover a mutant in no particular order and stops at the first
-    failure. The tests mirror the layers, so the mutated module's own test file (rollout.stack:
-    tests/test_rollout_stack.py), then its layer's (tests/test_rollout.py, then
-    tests/test_rollout_*.py) are the likeliest to kill it; and running each file's tests
-    together evaluates its module-scoped program once.
+    failure, so a killed mutant costs the tests run before its killer. Files go whole (running
+    a file's tests together evaluates its module-scoped program once), cheapest first by what
+    their tests took in mutmut's mapping run: a killer in a cheap file is found at once, and one
+    in a costly file waits only for the cheap ones. Until round 21 the mutated module's own test
+    file came first: `rollout.cli`'s parser mutants then ran `tests/test_rollout_cli.py`'s 58 tests
+    (about 6 s) before the 3 of `tests/test_generated_docs.py` that read every option's help.
+    Among files of the same cost, the module's own file (rollout.stack: tests/test_rollout_stack.py),
+    then its layer's (tests/test_rollout.py, then tests/test_rollout_*.py) come first.
     """
     module = mutant.split(".x", 1)[0]  # "rollout.stack.xǁPulumiStackǁ_up__mutmut_3" -> "rollout.stack"
     own = f"tests/test_{module.replace('.', '_')}.py"
     layer = f"tests/test_{module.split('.')[0]}"
-    position = {file: index for index, file in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
+    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))
+    cost = dict.fromkeys(files, 0.0)
+    for item in items:
+        cost[item.nodeid.split("::")[0]] += durations.get(item.nodeid, 0.0)
 
-    def rank(item: pytest.Item) -> tuple[bool, bool, bool, int]:
+    def rank(item: pytest.Item) -> tuple[float, bool, bool, bool, int]:
         file = item.nodeid.split("::")[0]
-        return file != own, file != f"{layer}.py", not file.startswith(layer), position[file]
+        return round(cost[file], 1), file != own, file != f"{layer}.py", not file.startswith(layer), files.index(file)
 
     return sorted(items, key=rank)

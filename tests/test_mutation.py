@@ -167,13 +167,16 @@ def test_each_mutants_run_is_timed_into_one_line(monkeypatch: pytest.MonkeyPatch
         mutation.configure(config)
         hooks = config.pluginmanager.hook  # called the way pytest calls them: their arguments checked against its specs
         for test in ("tests/test_settings.py::test_image", "tests/test_mesh.py::test_gateway")[: 2 - exit_status]:
+            outcome = "failed" if exit_status else "passed"
+            report = pytest.TestReport(test, (test, 1, test), {}, outcome, None, "call")
+            hooks.pytest_runtest_logreport(report=report)
             hooks.pytest_runtest_logfinish(nodeid=test, location=(test, 1, test))
         hooks.pytest_sessionfinish(session=None, exitstatus=exit_status)
 
     lines = [json.loads(line) for line in (tmp_path / mutation.TIMES).read_text().splitlines()]
-    assert [(line["mutant"], line["tests"], line["exit"]) for line in lines] == [
-        ("settings.load.x__image__mutmut_7", 1, 1),
-        ("mesh.charts.x_base__mutmut_2", 2, 0),
+    assert [(line["mutant"], line["tests"], line["exit"], line["killed_by"]) for line in lines] == [
+        ("settings.load.x__image__mutmut_7", 1, 1, "tests/test_settings.py::test_image"),
+        ("mesh.charts.x_base__mutmut_2", 2, 0, ""),
     ]
     assert all(0 <= line["seconds"] < 60 for line in lines)
 
@@ -272,3 +275,35 @@ def test_a_skipped_equivalent_counts_as_equivalent_and_a_stale_one_as_a_survivor
     assert "killed, yet listed as equivalent in docs/mutation.md (take them off the list):\n" in out
     assert out.endswith("  rollout.checks.x_redacted__mutmut_13\n")
     assert "survivors (`venv/bin/mutmut show NAME`" not in out  # the stale one is listed once, to judge again
+
+
+def test_a_mutants_test_files_run_whole_and_the_cheapest_first() -> None:
+    tests = [
+        "tests/test_rollout_cli.py::test_run",  # its own file, but the costliest
+        "tests/test_generated_docs.py::test_reference",
+        "tests/test_rollout_cli.py::test_abort",
+        "tests/test_rollout.py::test_status",
+        "tests/test_workloads.py::test_pods",
+        "tests/test_rollout_stack.py::test_up",
+    ]
+    items = [cast(pytest.Item, SimpleNamespace(nodeid=test)) for test in tests]
+    durations = {tests[0]: 2.0, tests[1]: 0.3, tests[2]: 1.0, tests[3]: 0.5, tests[4]: 0.5, tests[5]: 0.5}
+
+    ordered = [
+        item.nodeid for item in mutation.in_mutation_order(items, "rollout.cli.x_build_parser__mutmut_7", durations)
+    ]
+
+    assert ordered == [
+        "tests/test_generated_docs.py::test_reference",
+        "tests/test_rollout.py::test_status",  # as cheap as the next two: the layer's own file first
+        "tests/test_rollout_stack.py::test_up",  # then the layer's others
+        "tests/test_workloads.py::test_pods",
+        "tests/test_rollout_cli.py::test_run",  # a file's tests together, in their order
+        "tests/test_rollout_cli.py::test_abort",
+    ]
+
+
+def test_the_durations_are_those_of_mutmuts_mapping_run(tmp_path: Path) -> None:
+    (tmp_path / mutation.STATS).write_text(json.dumps({"duration_by_test": {"tests/test_a.py::test_b": 0.25}}))
+    assert mutation.test_durations(tmp_path) == {"tests/test_a.py::test_b": 0.25}
+    assert mutation.test_durations(tmp_path / "elsewhere") == {}
