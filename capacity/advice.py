@@ -46,9 +46,8 @@ def _nodes(count: int) -> str:
     return f"{count} node{'s' if count != 1 else ''}"
 
 
-def _min_count_note(group: NodeGroup, needed: int | None) -> str:
-    if needed is None or group.min_count >= needed:
-        return ""
+def _min_count_note(group: NodeGroup, needed: int) -> str:
+    """Always due: `needed` is above nodeDesiredCount, which settings keep at or above nodeMinCount."""
     return (
         f"; nodeMinCount {group.min_count} lets the group scale in below {_nodes(needed)}, which evicts pods that then "
         f"stay Pending (nodeMinCount = {needed} prevents it)"

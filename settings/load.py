@@ -462,8 +462,8 @@ def _read_app(read: _Reader) -> AppSettings:
         mirror_percent=read.integer("mirrorPercent", 0, 100),
     )
     # As in _read_mesh: no rule between settings over a refused value's stand-in.
-    sends_requests = read.accepted("canaryHeaderName", "mirrorPercent", "canaryReplicas")
-    if (app.canary_header or app.mirror_percent) and app.canary.replicas == 0 and sends_requests:
+    # (A refused integer reads as its lowest value, so a refused canaryWeight or mirrorPercent sends nothing.)
+    if (app.canary_header or app.mirror_percent) and app.canary.replicas == 0 and read.accepted("canaryReplicas"):
         read.fail("canaryReplicas", 0, "must be at least 1 while canaryHeaderName or mirrorPercent send it requests")
     if app.stable.label and app.stable.label == app.canary.label:
         read.fail("canaryVersion", app.canary.label, "must differ from stableVersion")
@@ -472,7 +472,7 @@ def _read_app(read: _Reader) -> AppSettings:
         read.fail(
             "appName", app.name, f"must leave room for '-<version>' within 63 characters ({63 - 1 - longest} here)"
         )
-    if app.canary_weight > 0 and app.canary.replicas == 0 and read.accepted("canaryWeight", "canaryReplicas"):
+    if app.canary_weight > 0 and app.canary.replicas == 0 and read.accepted("canaryReplicas"):
         read.fail("canaryReplicas", 0, f"must be at least 1 while canaryWeight ({app.canary_weight}) sends it traffic")
     if app.canary_weight < 100 and app.stable.replicas == 0 and read.accepted("canaryWeight", "stableReplicas"):
         read.fail("stableReplicas", 0, f"must be at least 1 while canaryWeight ({app.canary_weight}) leaves it traffic")

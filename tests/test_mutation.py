@@ -5,7 +5,7 @@ import json
 import textwrap
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import cast
+from typing import Literal, cast
 
 import pytest
 
@@ -167,7 +167,7 @@ def test_each_mutants_run_is_timed_into_one_line(monkeypatch: pytest.MonkeyPatch
         mutation.configure(config)
         hooks = config.pluginmanager.hook  # called the way pytest calls them: their arguments checked against its specs
         for test in ("tests/test_settings.py::test_image", "tests/test_mesh.py::test_gateway")[: 2 - exit_status]:
-            outcome = "failed" if exit_status else "passed"
+            outcome: Literal["failed", "passed"] = "failed" if exit_status else "passed"
             report = pytest.TestReport(test, (test, 1, test), {}, outcome, None, "call")
             hooks.pytest_runtest_logreport(report=report)
             hooks.pytest_runtest_logfinish(nodeid=test, location=(test, 1, test))

@@ -274,6 +274,14 @@ def test_a_cluster_name_may_have_capitals() -> None:
     assert accepted({"clusterName": "Dev-Cluster_1"})
 
 
+def test_a_refused_header_name_leaves_the_mirror_sending_requests_to_no_canary_pod() -> None:
+    problems_found = problems({"canaryHeaderName": "X_Canary", "mirrorPercent": "20", "canaryReplicas": "0"})
+    assert problems_found[1:] == [
+        "canaryReplicas = 0: must be at least 1 while canaryHeaderName or mirrorPercent send it requests"
+    ]
+    assert problems_found[0].startswith('canaryHeaderName = "X_Canary": must be empty (off) or a lowercase')
+
+
 def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked() -> None:
     assert problems({"clusterMode": "bogus", "nodeInstanceType": "large"}) == [
         'clusterMode = "bogus": must be one of eks, existing',
