@@ -224,6 +224,8 @@ class Registered:
 class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     invokes: list[str] = field(default_factory=list)
+    invoked_after: dict[str, int] = field(default_factory=dict)
+    """Per invoke token, how many resources were registered when the program first invoked it."""
     module: dict[str, Any] = field(default_factory=dict)
     frozen: int = 0
     """Objects the program froze (gc.freeze) for a fast exit; unfrozen again, as this process goes on."""
@@ -360,6 +362,7 @@ class CloudMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.run.invokes.append(args.token)
+        self.run.invoked_after.setdefault(args.token, len(self.run.resources))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = ZONES if args.args.get("state") == "available" else [*ZONES, IMPAIRED_ZONE]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(len(names))]}, []

@@ -269,6 +269,9 @@ def test_control_plane_reaches_istiods_webhook_before_the_mesh_is_installed(eks_
     assert rule.inputs["securityGroupId"] == EKS_CREATED_SECURITY_GROUP, "the group EKS puts on managed nodes"
     assert rule.inputs["sourceSecurityGroupId"] == "sg-0control0plane0"
     assert "aws:eks/getCluster:getCluster" in eks_run.invokes
+    # On AWS the lookup fails until the cluster exists: it waits for the cluster, not only for its name.
+    registered_first = eks_run.resources[: eks_run.invoked_after["aws:eks/getCluster:getCluster"]]
+    assert "eks:index:Cluster" in [resource.type for resource in registered_first]
     assert eks_run.depends_on(eks_run.named("istiod", "kubernetes:helm.sh/v3:Release"), rule)
 
 
@@ -476,6 +479,12 @@ def test_only_available_zones_count_and_get_subnets() -> None:
     """The region's fifth zone is impaired: asking for five is refused, not given a subnet there."""
     with pytest.raises(Exception, match=r"availabilityZoneCount = 5: this region has only 4 zones"):
         run_program({"availabilityZoneCount": "5"})
+
+
+def test_as_many_zones_as_the_region_has_available_are_all_used() -> None:
+    run = run_program({"availabilityZoneCount": "4"})
+    zones = {subnet.inputs["availabilityZone"] for subnet in run.of_type("aws:ec2/subnet:Subnet")}
+    assert zones == {"us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"}
 
 
 def test_existing_cluster_defaults_are_kubectls() -> None:

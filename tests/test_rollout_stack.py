@@ -320,3 +320,5 @@ def test_why_an_update_failed_is_found_at_the_very_start_of_the_output_too() -> 
     assert _diagnostics(diagnostics, limit=20) == diagnostics[:20], "from the section on, capped"
     indented = "\tan indented first line\n* a bullet\nthe end\n"
     assert _diagnostics(indented) == indented, "indented lines are reasons only under an error: line"
+    preview_then_update = "Previewing update\nDiagnostics:\n  warning: p\n\nUpdating\nDiagnostics:\n  warning: u\n"
+    assert _diagnostics(preview_then_update) == preview_then_update[len("Previewing update\n") :], "from the first"
