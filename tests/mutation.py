@@ -11,7 +11,7 @@ reaches. Here:
 - `scripts/mutation_reach.py` turns that into the tests that reach each mutant's changed statement;
 - running a mutant, `select` keeps only those of mutmut's tests (none reach it: no test can kill
   it, the run ends at once as "no tests"), collected file by file rather than id by id, and
-  `in_mutation_order` runs them a file at a time, the cheapest first.
+  `in_mutation_order` runs them a file at a time, cheap files first, then the likeliest killers.
 
 A mutant's change can only alter what a test sees once the test executes the changed statement:
 the mutant and the original function are the same code up to it.
@@ -32,6 +32,7 @@ import pytest
 LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
 MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+CHEAP_FILE_SECONDS = 0.5  # a test file whose reaching tests took at most this in the mapping run runs first
 STATS = "mutmut-stats.json"  # mutmut's mapping run: the tests of each function, each test's time, in ./mutants
 TIMES = "mutation-times.jsonl"  # each mutant's run: seconds, tests run, pytest's exit status, in ./mutants
 # Set by scripts/mutation once the line-recording run passed: the same tests on the unmutated code.
@@ -192,17 +193,21 @@ def test_durations(root: Path) -> dict[str, float]:
 
 
 def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str, float]) -> list[pytest.Item]:
-    """A mutant's tests, one test file after another, the cheapest file first.
+    """A mutant's tests, one test file after another: cheap files first, then the likeliest killers.
 
     mutmut passes the tests that cover a mutant in no particular order and stops at the first
     failure, so a killed mutant costs the tests run before its killer. Files go whole (running
-    a file's tests together evaluates its module-scoped program once), cheapest first by what
-    their tests took in mutmut's mapping run: a killer in a cheap file is found at once, and one
-    in a costly file waits only for the cheap ones. Until round 21 the mutated module's own test
-    file came first: `rollout.cli`'s parser mutants then ran `tests/test_rollout_cli.py`'s 58 tests
-    (about 6 s) before the 3 of `tests/test_generated_docs.py` that read every option's help.
-    Among files of the same cost, the module's own file (rollout.stack: tests/test_rollout_stack.py),
-    then its layer's (tests/test_rollout.py, then tests/test_rollout_*.py) come first.
+    a file's tests together evaluates its module-scoped program once):
+
+    - first the files whose reaching tests took at most CHEAP_FILE_SECONDS in mutmut's mapping
+      run, cheapest first: probes that cost next to nothing (`rollout.cli`'s parser mutants are
+      killed by the 3 tests of `tests/test_generated_docs.py` that read every option's help,
+      which used to wait for the 58 of `tests/test_rollout_cli.py`, 2.9 s a mutant);
+    - then the mutated module's own file (rollout.stack: tests/test_rollout_stack.py), its
+      layer's (tests/test_rollout.py, then tests/test_rollout_*.py), then the rest, where most
+      mutants' killers are. Ordering all files by cost instead put `infra`'s and `capacity`'s
+      layer files last (their program tests add up in the mapping run, which runs the program
+      per test) and made those mutants 3-15 times slower (docs/mutation.md).
     """
     module = mutant.split(".x", 1)[0]  # "rollout.stack.xǁPulumiStackǁ_up__mutmut_3" -> "rollout.stack"
     own = f"tests/test_{module.replace('.', '_')}.py"
@@ -212,8 +217,16 @@ def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str
     for item in items:
         cost[item.nodeid.split("::")[0]] += durations.get(item.nodeid, 0.0)
 
-    def rank(item: pytest.Item) -> tuple[float, bool, bool, bool, int]:
+    def rank(item: pytest.Item) -> tuple[bool, float, bool, bool, bool, int]:
         file = item.nodeid.split("::")[0]
-        return round(cost[file], 1), file != own, file != f"{layer}.py", not file.startswith(layer), files.index(file)
+        cheap = cost[file] <= CHEAP_FILE_SECONDS
+        return (
+            not cheap,
+            cost[file] if cheap else 0.0,
+            file != own,
+            file != f"{layer}.py",
+            not file.startswith(layer),
+            files.index(file),
+        )
 
     return sorted(items, key=rank)

@@ -277,29 +277,31 @@ def test_a_skipped_equivalent_counts_as_equivalent_and_a_stale_one_as_a_survivor
     assert "survivors (`venv/bin/mutmut show NAME`" not in out  # the stale one is listed once, to judge again
 
 
-def test_a_mutants_test_files_run_whole_and_the_cheapest_first() -> None:
+def test_a_mutants_test_files_run_whole_cheap_ones_first_then_its_layers() -> None:
     tests = [
-        "tests/test_rollout_cli.py::test_run",  # its own file, but the costliest
-        "tests/test_generated_docs.py::test_reference",
+        "tests/test_rollout_cli.py::test_run",  # its own file, costly
+        "tests/test_generated_docs.py::test_reference",  # cheap
         "tests/test_rollout_cli.py::test_abort",
-        "tests/test_rollout.py::test_status",
-        "tests/test_workloads.py::test_pods",
-        "tests/test_rollout_stack.py::test_up",
+        "tests/test_workloads.py::test_pods",  # costly, of another layer
+        "tests/test_rollout_stack.py::test_up",  # costly, of the layer
+        "tests/test_rollout.py::test_status",  # the layer's own file, costly
+        "tests/test_rollout_errors.py::test_exit",  # cheap
     ]
     items = [cast(pytest.Item, SimpleNamespace(nodeid=test)) for test in tests]
-    durations = {tests[0]: 2.0, tests[1]: 0.3, tests[2]: 1.0, tests[3]: 0.5, tests[4]: 0.5, tests[5]: 0.5}
+    durations = dict(zip(tests, [2.0, 0.1, 1.0, 0.6, 0.7, 5.0, 0.3], strict=True))
 
     ordered = [
         item.nodeid for item in mutation.in_mutation_order(items, "rollout.cli.x_build_parser__mutmut_7", durations)
     ]
 
     assert ordered == [
-        "tests/test_generated_docs.py::test_reference",
-        "tests/test_rollout.py::test_status",  # as cheap as the next two: the layer's own file first
-        "tests/test_rollout_stack.py::test_up",  # then the layer's others
-        "tests/test_workloads.py::test_pods",
-        "tests/test_rollout_cli.py::test_run",  # a file's tests together, in their order
+        "tests/test_generated_docs.py::test_reference",  # cheap files, cheapest first
+        "tests/test_rollout_errors.py::test_exit",
+        "tests/test_rollout_cli.py::test_run",  # then its own file, a file's tests together, in their order
         "tests/test_rollout_cli.py::test_abort",
+        "tests/test_rollout.py::test_status",  # the layer's
+        "tests/test_rollout_stack.py::test_up",
+        "tests/test_workloads.py::test_pods",  # the rest
     ]
 
 
