@@ -14,7 +14,7 @@ import argparse
 import json
 import re
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def main(prefixes: list[str], every: int) -> int:
     hashes = function_hashes()
     equivalent = still_equivalent(listed, hashes)
     total = Counter[str]()
-    by_verdict: dict[str, list[str]] = {"survived": [], "not run": []}
+    by_verdict: defaultdict[str, list[str]] = defaultdict(list)
     print(f"{'module':<24} {'mutants':>8} {'killed':>7} {'equivalent':>10} {'survived':>9} {'not run':>8} {'score':>7}")
     if every > 1:
         print(f"a sample: every {every}th mutant of each module")
@@ -94,8 +94,9 @@ def main(prefixes: list[str], every: int) -> int:
     for module, codes in results_now.items():
         counts = Counter[str]()
         for name, code in codes.items():
-            counts[verdict(name, code, equivalent)] += 1
-            by_verdict.setdefault(verdict(name, code, equivalent), []).append(name)
+            judgement = verdict(name, code, equivalent)
+            counts[judgement] += 1
+            by_verdict[judgement].append(name)
         judged = counts["killed"] + counts["equivalent"] + counts["survived"]
         score = (counts["killed"] + counts["equivalent"]) / judged if judged else 0.0
         print(
@@ -111,7 +112,7 @@ def main(prefixes: list[str], every: int) -> int:
             f"{total['survived']:>9} {total['not run']:>8} {score:>7.1%}"
         )
     stale = sorted(name for name in listed if name in by_verdict["survived"])
-    wrongly_listed = sorted(name for name in listed if name in by_verdict.get("killed", []))
+    wrongly_listed = sorted(name for name in listed if name in by_verdict["killed"])
     survivors = [name for name in by_verdict["survived"] if name not in stale]
     if survivors:
         print("\nsurvivors (`venv/bin/mutmut show NAME` shows the change):")

@@ -212,8 +212,8 @@ def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str
     module = mutant.split(".x", 1)[0]  # "rollout.stack.xǁPulumiStackǁ_up__mutmut_3" -> "rollout.stack"
     own = f"tests/test_{module.replace('.', '_')}.py"
     layer = f"tests/test_{module.split('.')[0]}"
-    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))
-    cost = dict.fromkeys(files, 0.0)
+    position = {file: index for index, file in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
+    cost = dict.fromkeys(position, 0.0)
     for item in items:
         cost[item.nodeid.split("::")[0]] += durations.get(item.nodeid, 0.0)
 
@@ -226,7 +226,7 @@ def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str
             file != own,
             file != f"{layer}.py",
             not file.startswith(layer),
-            files.index(file),
+            position[file],
         )
 
     return sorted(items, key=rank)

@@ -12,9 +12,10 @@ import pytest
 from tests import mutation
 
 
-def _script() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "mutation_reach.py"
-    spec = importlib.util.spec_from_file_location("mutation_reach", path)
+def _script(name: str = "mutation_reach") -> ModuleType:
+    """One of scripts/'s Python scripts, loaded as a module."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -192,11 +193,7 @@ def test_only_a_mutants_run_is_timed(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def _score_script(root: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """scripts/mutation_score.py reading `root`'s docs/mutation.md and mutants/."""
-    path = Path(__file__).resolve().parent.parent / "scripts" / "mutation_score.py"
-    spec = importlib.util.spec_from_file_location("mutation_score", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("mutation_score")
     monkeypatch.setattr(module, "ROOT", root)
     return module
 
