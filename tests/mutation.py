@@ -5,13 +5,14 @@ against all of them. Most of the program runs in every test that evaluates it, s
 `settings/load.py` would run ~700 tests even when its change sits on a line only a bad setting
 reaches. Here:
 
-- after that run, scripts/mutation runs the same tests the same way once more with
-  `MUTATION_RECORD_LINES=1`: `LineRecorder` records which lines each test executes (coverage.py,
-  one context per test) into ./mutants/mutation-lines.coverage;
+- during that run (scripts/mutation sets `MUTATION_RECORD_LINES=1`), `LineRecorder` records
+  which lines each test executes (coverage.py, one context per test) into
+  ./mutants/mutation-lines.coverage;
 - `scripts/mutation_reach.py` turns that into the tests that reach each mutant's changed statement;
 - running a mutant, `select` keeps only those of mutmut's tests (none reach it: no test can kill
   it, the run ends at once as "no tests"), collected file by file rather than id by id, and
-  `in_mutation_order` runs them a file at a time, cheap files first, then the likeliest killers.
+  `in_mutation_order` runs them a file at a time, cheap files first, then the likeliest killers;
+  `killers_first` puts before them the tests that killed other mutants of the same function.
 
 A mutant's change can only alter what a test sees once the test executes the changed statement:
 the mutant and the original function are the same code up to it.
@@ -23,19 +24,21 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-LINES = "mutation-lines.coverage"  # the line-recording run's per-test line coverage, in ./mutants
+LINES = "mutation-lines.coverage"  # the mapping run's per-test line coverage, in ./mutants
 REACHING = "mutation-reaching-tests.json"  # scripts/mutation_reach.py's answer, in ./mutants
-MODULES = "mutation-modules.txt"  # every module loaded by the end of the line-recording run, in ./mutants
+MODULES = "mutation-modules.txt"  # every module loaded by the end of the mapping run, in ./mutants
 CHEAP_FILE_SECONDS = 0.5  # a test file whose reaching tests took at most this in the mapping run runs first
 STATS = "mutmut-stats.json"  # mutmut's mapping run: the tests of each function, each test's time, in ./mutants
 TIMES = "mutation-times.jsonl"  # each mutant's run: seconds, tests run, pytest's exit status, in ./mutants
-# Set by scripts/mutation once the line-recording run passed: the same tests on the unmutated code.
+LAST_TIMES = "mutation-times-last.jsonl"  # the previous run's TIMES, kept by scripts/mutation, in ./mutants
+# Set by scripts/mutation once mutmut's mapping run passed: the same tests on the unmutated code.
 TESTS_PASSED = "MUTATION_TESTS_PASSED"
 _WANTED = pytest.StashKey[set[str]]()
 
@@ -47,8 +50,8 @@ def mutant_under_test() -> str | None:
 
 
 def is_line_recording() -> bool:
-    """scripts/mutation's run recording the lines each test executes."""
-    return os.environ.get("MUTATION_RECORD_LINES") == "1"
+    """mutmut's mapping run in scripts/mutation's first step, which also records the lines each test executes."""
+    return os.environ.get("MUTATION_RECORD_LINES") == "1" and os.environ.get("MUTANT_UNDER_TEST") == "stats"
 
 
 class LineRecorder:
@@ -139,7 +142,7 @@ def tests_by_id(config: pytest.Config) -> bool:
 
 
 def is_clean_run(config: pytest.Config) -> bool:
-    """mutmut's clean run, after scripts/mutation's line-recording run passed: no mutant active
+    """mutmut's clean run, after its mapping run passed in scripts/mutation: no mutant active
     (`MUTANT_UNDER_TEST` empty, not `stats`, `fail` or a mutant) and every test given by id."""
     passed = os.environ.get(TESTS_PASSED) == "1" and os.environ.get("MUTANT_UNDER_TEST") == ""
     return passed and bool(config.args) and tests_by_id(config)
@@ -151,9 +154,9 @@ def configure(config: pytest.Config) -> None:
         config.pluginmanager.register(LineRecorder(config.rootpath), "mutation-line-recorder")
         return
     if is_clean_run(config):
-        # What mutmut's clean run would check, the line-recording run just did: every selected test
+        # What mutmut's clean run would check, its mapping run just did: every selected test
         # passes with no mutant active. Running them all again would cost minutes of each run.
-        pytest.exit("the line-recording run passed these tests on the unmutated code", returncode=pytest.ExitCode.OK)
+        pytest.exit("mutmut's mapping run passed these tests on the unmutated code", returncode=pytest.ExitCode.OK)
     reaching = reaching_tests(config.rootpath)
     mutant = mutant_under_test()
     # mutmut's runs without a mutant: the fork server's warm-up, and the clean run when it was not skipped above.
@@ -181,7 +184,9 @@ def select(config: pytest.Config, items: list[pytest.Item]) -> None:
         dropped = [item for item in items if item.nodeid not in wanted]
         items[:] = [item for item in items if item.nodeid in wanted]
         config.hook.pytest_deselected(items=dropped)
-    items[:] = in_mutation_order(items, mutant, test_durations(config.rootpath))
+    items[:] = killers_first(
+        in_mutation_order(items, mutant, test_durations(config.rootpath)), sibling_killers(config.rootpath, mutant)
+    )
 
 
 @cache
@@ -230,3 +235,28 @@ def in_mutation_order(items: list[pytest.Item], mutant: str, durations: dict[str
         )
 
     return sorted(items, key=rank)
+
+
+def sibling_killers(root: Path, mutant: str) -> Counter[str]:
+    """The tests that killed other mutants of `mutant`'s function, in this run and the last
+    (./mutants/TIMES and LAST_TIMES), each with how many it killed."""
+    function = mutant.rsplit("__mutmut_", 1)[0]
+    marker = json.dumps({"mutant": f"{function}__mutmut_"})[1:-2]  # '"mutant": "<function>__mutmut_'
+    killers: Counter[str] = Counter()
+    for path in (root / TIMES, root / LAST_TIMES):
+        for line in path.read_text().splitlines() if path.exists() else []:
+            if marker in line:  # most lines are other functions': not parsed
+                killers[json.loads(line)["killed_by"]] += 1
+    del killers[""]  # survivors
+    return killers
+
+
+def killers_first(items: list[pytest.Item], killers: Counter[str]) -> list[pytest.Item]:
+    """The tests that killed most of a function's other mutants first, then the others in their order.
+
+    A function's mutants are mostly killed by the same few tests (its branches' own), and mutmut
+    runs them one after another. A killed mutant costs what runs before its killer, so the test
+    that killed its siblings goes first; when it does not kill this one, the files' order resumes
+    (the killer's module may then be set up a second time, a program evaluation at most).
+    """
+    return sorted(items, key=lambda item: -killers[item.nodeid])

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import textwrap
+from collections import Counter
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Literal, cast
@@ -306,3 +307,66 @@ def test_the_durations_are_those_of_mutmuts_mapping_run(tmp_path: Path) -> None:
     (tmp_path / mutation.STATS).write_text(json.dumps({"duration_by_test": {"tests/test_a.py::test_b": 0.25}}))
     assert mutation.test_durations(tmp_path) == {"tests/test_a.py::test_b": 0.25}
     assert mutation.test_durations(tmp_path / "elsewhere") == {}
+
+
+@pytest.mark.parametrize(
+    ("mutant_under_test", "recorded"),
+    [("stats", True), ("", False), ("fail", False), ("settings.load.x__image__mutmut_7", False)],
+    ids=["mapping-run", "clean-run", "forced-fail", "a-mutant"],
+)
+def test_lines_are_recorded_only_in_mutmuts_mapping_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mutant_under_test: str, recorded: bool
+) -> None:
+    monkeypatch.setenv("MUTATION_RECORD_LINES", "1")  # scripts/mutation's first step: mutmut's every run in it
+    monkeypatch.setenv("MUTANT_UNDER_TEST", mutant_under_test)
+    monkeypatch.setattr(mutation, "reaching_tests", lambda root: {})
+    monkeypatch.delenv(mutation.TESTS_PASSED, raising=False)
+    monkeypatch.setattr(mutation, "LineRecorder", lambda root: SimpleNamespace())  # coverage.py comes with mutmut
+    config = _config(["tests/test_settings.py::test_image"], root=tmp_path)
+
+    mutation.configure(config)
+
+    assert (config.pluginmanager.get_plugin("mutation-line-recorder") is not None) == recorded
+
+
+def _timed(root: Path, name: str, lines: list[tuple[str, str]]) -> None:
+    (root / name).write_text(
+        "".join(json.dumps({"mutant": m, "seconds": 1.0, "tests": 3, "killed_by": k}) + "\n" for m, k in lines)
+    )
+
+
+def test_the_tests_that_killed_a_functions_other_mutants_are_counted_from_this_run_and_the_last(
+    tmp_path: Path,
+) -> None:
+    function = "rollout.stack.xǁPulumiStackǁ_up"
+    _timed(
+        tmp_path,
+        mutation.TIMES,
+        [
+            (f"{function}__mutmut_1", "tests/test_rollout_stack.py::test_up"),
+            (f"{function}__mutmut_2", ""),  # survived
+            (f"{function}__mutmut_3", "tests/test_rollout.py::test_status"),
+            (f"{function}x__mutmut_1", "tests/test_other.py::test_a"),  # another function, a longer name
+            ("rollout.stack.x_down__mutmut_1", "tests/test_other.py::test_b"),
+        ],
+    )
+    _timed(tmp_path, mutation.LAST_TIMES, [(f"{function}__mutmut_4", "tests/test_rollout_stack.py::test_up")])
+
+    assert mutation.sibling_killers(tmp_path, f"{function}__mutmut_9") == {
+        "tests/test_rollout_stack.py::test_up": 2,
+        "tests/test_rollout.py::test_status": 1,
+    }
+    assert mutation.sibling_killers(tmp_path / "elsewhere", f"{function}__mutmut_9") == {}
+
+
+def test_a_functions_killers_run_first_the_others_in_their_order() -> None:
+    tests = ["tests/test_a.py::test_1", "tests/test_a.py::test_2", "tests/test_b.py::test_3", "tests/test_c.py::test_4"]
+    items = [cast(pytest.Item, SimpleNamespace(nodeid=test)) for test in tests]
+    killers = Counter({"tests/test_c.py::test_4": 1, "tests/test_b.py::test_3": 5, "tests/test_gone.py::test_5": 9})
+
+    assert [item.nodeid for item in mutation.killers_first(items, killers)] == [
+        "tests/test_b.py::test_3",  # killed most of the function's other mutants
+        "tests/test_c.py::test_4",
+        "tests/test_a.py::test_1",
+        "tests/test_a.py::test_2",
+    ]
