@@ -43,10 +43,15 @@ class ClusterArgs:
     settings: EksCluster | ExistingCluster
 
 
+def is_kubeconfig_contents(kubeconfig: str) -> bool:
+    """The kubeconfig setting holds the file's contents (YAML over lines, or JSON), not a path to it."""
+    return "\n" in kubeconfig or kubeconfig.lstrip().startswith("{")
+
+
 def current_context(kubeconfig: str | None) -> str | None:
     """The context a kubeconfig selects (a path or its contents; None: $KUBECONFIG's files, else ~/.kube/config),
     as kubectl and the Kubernetes provider read it: the first file's that sets one."""
-    if kubeconfig is not None and ("\n" in kubeconfig or kubeconfig.lstrip().startswith("{")):
+    if kubeconfig is not None and is_kubeconfig_contents(kubeconfig):
         texts = [kubeconfig]
     else:
         paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
@@ -107,7 +112,7 @@ class Cluster(pulumi.ComponentResource):
         context = settings.context or current_context(settings.kubeconfig)
         self.name = pulumi.Output.from_input(context or "(no current context in the kubeconfig at deploy time)")
         flags = []
-        if settings.kubeconfig is not None and "\n" not in settings.kubeconfig:  # a path, not the file's contents
+        if settings.kubeconfig is not None and not is_kubeconfig_contents(settings.kubeconfig):  # kubectl takes a path
             flags.append(f"--kubeconfig {shlex.quote(settings.kubeconfig)}")
         if context is not None:
             flags.append(f"--context {shlex.quote(context)}")

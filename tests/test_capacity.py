@@ -427,7 +427,10 @@ def test_prefix_delegation_raises_max_pods_and_lowers_allocatable_memory() -> No
 
 def test_allocatable_follows_the_eks_ami_reservations() -> None:
     """nodeadm's integer arithmetic: (millicores in range) x share // 10000, per range."""
-    assert [reserved_cpu_m(vcpus) for vcpus in (1, 2, 4, 5, 8, 16, 32, 36)] == [60, 70, 80, 82, 90, 110, 150, 160]
+    assert [reserved_cpu_m(vcpus) for vcpus in (1, 2, 4, 5, 8, 16, 32, 36, 448)] == [
+        *(60, 70, 80, 82, 90, 110, 150, 160),
+        1190,  # u7i-12tb.224xlarge's 448: the 0.25 % of 444 cores, where a millicore more per core shows
+    ]
     assert node_capacity(describe("t3a.medium")) == NodeCapacity(
         "t3a.medium", 17, 2000 - 70, 4096 - 255 - 11 * 17 - 100
     )
@@ -673,3 +676,12 @@ def test_requests_are_listed_by_their_largest_share_of_either_dimension() -> Non
         "    memory-heavy: 1 x 100m/1200Mi = 100m CPU, 1200 MiB memory",
         "    cpu-heavy: 1 x 1000m/100Mi = 1000m CPU, 100 MiB memory",
     ]
+
+
+def test_the_max_pods_ceiling_rises_above_30_vcpus() -> None:
+    """The calculator caps max pods at 110, and at 250 above 30 vCPUs (with prefixes, addresses are plenty)."""
+    ceilings = [
+        max_pods(InstanceType(f"synthetic.{vcpus}", vcpus, vcpus * 4096, 8, 30), prefix_delegation=True)
+        for vcpus in (30, 31)
+    ]
+    assert ceilings == [110, 250]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from infra import Cluster
 from settings import ExistingCluster, load_settings
 from tests.harness import EXISTING_CLUSTER, LOAD_BALANCER_HOST, DictConfig, resolve, run_program
 
@@ -32,11 +35,13 @@ def exported(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 @pytest.fixture
 def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The warnings about ignored settings (pulumi.log.warn is one function for every layer)."""
+    """The warnings about ignored settings (pulumi.log.warn is one function for every layer), each shown on the
+    cluster component (`pulumi up` prints it under the resource it names)."""
     said: list[str] = []
 
-    def warn(message: str, *args: object, **kwargs: object) -> None:
+    def warn(message: str, resource: object = None, *args: object, **kwargs: object) -> None:
         if "ignored" in message:
+            assert isinstance(resource, Cluster), f"{message!r} shown on {resource!r}"
             said.append(message)
 
     monkeypatch.setattr("infra.cluster.pulumi.log.warn", warn)
@@ -75,6 +80,21 @@ def test_without_a_kubeconfig_setting_the_context_comes_from_kubeconfig_env(
     run_program({"clusterMode": "existing", "ingressServiceType": "NodePort"})
     assert resolve(exported["cluster_name"]) == "kwok-canary-0a1b2c3d"
     assert "(kubectl --context kwok-canary-0a1b2c3d -n istio-system" in resolve(exported["curl_loop"])
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [KUBECONFIG, json.dumps(yaml.safe_load(KUBECONFIG))],  # YAML over lines; JSON on one line
+    ids=["yaml", "json"],
+)
+def test_a_kubeconfig_given_as_contents_names_its_context_and_is_no_kubectl_flag(
+    exported: dict[str, Any], contents: str
+) -> None:
+    run_program({"clusterMode": "existing", "kubeconfig": contents, "installIstio": "false"})
+    assert resolve(exported["cluster_name"]) == "kwok-canary-0a1b2c3d"
+    assert resolve(exported["curl_loop"]).startswith(
+        "(kubectl --context kwok-canary-0a1b2c3d -n istio-system port-forward"  # kubectl's --kubeconfig takes a path
+    )
 
 
 def test_an_unreadable_kubeconfig_is_said_not_guessed(exported: dict[str, Any], tmp_path: Path) -> None:

@@ -299,6 +299,11 @@ def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked
             {"canaryWeight": "abc", "stableReplicas": "0"},
             ['canaryWeight = "abc": must be an integer from 0 to 100'],
         ),
+        (
+            {"canaryWeight": "10", "canaryReplicas": "z"},
+            ['canaryReplicas = "z": must be an integer from 0 to 100'],
+        ),
+        ({"grafana": "maybe", "prometheus": "false", "kiali": "false"}, ['grafana = "maybe": must be true or false']),
     ],
     ids=[
         "addons-without-prometheus",
@@ -307,6 +312,8 @@ def test_a_refused_cluster_mode_is_read_as_eks_so_eks_settings_are_still_checked
         "stable-replicas",
         "canary-replicas-with-header",
         "weight-with-no-stable",
+        "canary-replicas-with-weight",
+        "dashboard-without-prometheus",
     ],
 )
 def test_a_refused_setting_adds_no_problem_of_the_value_it_is_read_as(
