@@ -139,5 +139,7 @@ def deployed_config(resources: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         replicas = _get(deployment, "spec", "replicas")
         if isinstance(replicas, int | float):  # state JSON numbers may come back as floats
             config[f"{role}Replicas"] = str(int(replicas))
-        config[f"{role}Image"] = str(_get(deployment, "spec", "template", "spec", "containers", 0, "image"))
+        image = _get(deployment, "spec", "template", "spec", "containers", 0, "image")
+        if isinstance(image, str):  # a Deployment the state holds without its containers tells no image
+            config[f"{role}Image"] = image
     return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ def unanswered() -> list[CheckResult]:
 
 def test_builtin_checks_are_flaggers() -> None:
     success, latency = builtin_checks()  # called here, not at import: a test sees what the call returns now
-    assert (success.name, success.kind, success.bound) == ("request-success-rate", "min", 99.0)
-    assert (latency.name, latency.kind, latency.bound) == ("request-duration", "max", 500.0)
+    assert (success.name, success.kind, success.bound, success.unit) == ("request-success-rate", "min", 99.0, "%")
+    assert (latency.name, latency.kind, latency.bound, latency.unit) == ("request-duration", "max", 500.0, "ms")
+    # What a measurement can be; outside it, Prometheus answered garbage (tests/test_rollout_prometheus.py).
+    assert (success.possible, latency.possible) == ((0.0, 100.0), (0.0, math.inf))
     query = Target("default", "nginx-v2", "1m").fill(SUCCESS_RATE)
     assert 'reporter="destination"' in query
     assert 'destination_workload_namespace="default",destination_workload=~"nginx-v2"' in query
@@ -198,6 +201,10 @@ def test_the_run_record_fits_a_stack_tag_and_round_trips() -> None:
     assert (moved.step, moved.failed, moved.errors) == (3, 1, 2)
     with pytest.raises(ValueError, match="a stack tag holds 256"):
         RunRecord.begin(tuple(range(1, 101))).encode()
+    unpadded = len(replace(record, host="").encode())
+    assert len(replace(record, host="x" * (TAG_VALUE_LIMIT - unpadded)).encode()) == TAG_VALUE_LIMIT  # the limit fits
+    with pytest.raises(ValueError, match="the run record is 257 characters; a stack tag holds 256"):
+        replace(record, host="x" * (TAG_VALUE_LIMIT - unpadded + 1)).encode()
 
 
 def test_the_command_line_defaults_are_flaggers() -> None:

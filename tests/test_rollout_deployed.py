@@ -121,3 +121,26 @@ def test_each_roles_replicas_and_image_are_read_from_its_deployment() -> None:
     }
     without_stable = deployed_config([split, canary])
     assert "stableImage" not in without_stable and without_stable["canaryImage"] == "nginx:2"
+
+
+def test_a_deployment_or_virtual_service_without_the_listed_parts_tells_nothing_of_them() -> None:
+    """A resource the state holds half-written (a failed create) or edited by hand: no containers, no hosts."""
+    split = virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])
+    no_containers = deployment("nginx-v1", 3, "nginx:1")
+    no_containers["outputs"]["spec"]["template"]["spec"]["containers"] = []
+    config = deployed_config([split, no_containers, deployment("nginx-v2", 1, "nginx:2")])
+    assert "stableImage" not in config and (config["stableReplicas"], config["canaryImage"]) == ("3", "nginx:2")
+    no_hosts = virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])
+    no_hosts["outputs"]["spec"]["hosts"] = []
+    assert "canaryImage" not in deployed_config([no_hosts, deployment("nginx-v2", 1, "nginx:2")])
+    a_map_of_hosts = virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])
+    a_map_of_hosts["outputs"]["spec"]["hosts"] = {"0": "nginx"}  # not a list: no first host
+    assert "canaryImage" not in deployed_config([a_map_of_hosts, deployment("nginx-v2", 1, "nginx:2")])
+    one_container = deployment("nginx-v2", 1, "nginx:2")
+    assert deployed_config([split, one_container])["canaryImage"] == "nginx:2"
+
+
+def test_a_route_matching_other_than_headers_is_no_header_route() -> None:
+    by_path = {"match": [{"uri": {"prefix": "/beta"}}], "route": [route("v2", 100)]}
+    served = served_by([virtual_service([by_path, {"route": [route("v1", 70), route("v2", 30)]}])])
+    assert served == Served({"v1": 70, "v2": 30}, "v1", "v2", header=None)

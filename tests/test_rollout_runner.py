@@ -9,6 +9,7 @@ a local cluster and a real Prometheus in tests/e2e/test_canary_cli.py; the pure 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -240,6 +241,36 @@ def test_a_resumed_run_owns_the_record_and_an_older_process_no_longer_does() -> 
     stored = stack.read_record()
     assert stored is not None and record.owns(stored) and not killed.owns(stored)
     assert (stored.id, stored.steps) == (killed.id, killed.steps)
+
+
+def test_resume_is_refused_while_the_recorded_run_still_runs_here() -> None:
+    stack = StackStandIn()
+    with subprocess.Popen(["sleep", "30"]) as other_run:  # another live process on this host
+        try:
+            stack.write_record(replace(RunRecord.begin((10, 25)), pid=other_run.pid))
+            with pytest.raises(RunRefused) as refused:
+                Rollout(stack, Metrics(HEALTHY), Screen(), VirtualClock()).claim((10,), resume=True)
+        finally:
+            other_run.kill()
+    record = stack.read_record()
+    assert record is not None
+    assert str(refused.value) == f"{record.describe()} is still running; stop it first or wait for it"
+
+
+class RacedStack(StackStandIn):
+    """Another `canary run` writes its record right after this one's: the tag holds the other's."""
+
+    def write_record(self, record: RunRecord) -> None:
+        super().write_record(record)
+        super().write_record(replace(RunRecord.begin((50,)), pid=2**22 + 1))
+
+
+def test_a_run_whose_record_another_overwrote_at_once_is_refused() -> None:
+    stack = RacedStack()
+    with pytest.raises(RunRefused) as refused:
+        start(stack, Metrics(HEALTHY))
+    assert str(refused.value) == f"another canary run claimed stack dev at the same time: {stack.read_record()}"
+    assert stack.updates == []
 
 
 def test_resume_without_a_run_is_refused() -> None:
