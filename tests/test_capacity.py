@@ -685,3 +685,24 @@ def test_the_max_pods_ceiling_rises_above_30_vcpus() -> None:
         for vcpus in (30, 31)
     ]
     assert ceilings == [110, 250]
+
+
+@pytest.mark.parametrize(
+    ("pods", "advised"),
+    [(MAX_NODES * 23, MAX_NODES), (MAX_NODES * 23 + 23, None)],  # 23 of an m5.large's 29 pods leave 20 %
+    ids=["the-largest-count", "beyond-it"],
+)
+def test_the_roomy_node_count_advised_goes_up_to_the_largest_the_settings_accept(
+    pods: int, advised: int | None
+) -> None:
+    plan = plan_for(describe("m5.large"), 1, False, [small_pods(pods)])
+    tight = {dimension: share for dimension, share in plan.headroom.items() if share < HEADROOM_WARNING}
+    message = warning(node_group("m5.large", 1), plan, tight)
+    advice = f"nodeDesiredCount = {advised} leaves at least 20% of each."
+    assert (advice in message) if advised else ("nodeDesiredCount =" not in message), message
+
+
+def test_when_no_type_in_the_table_holds_it_the_fix_says_to_add_nodes_too() -> None:
+    plan = plan_for(describe("m5.large"), 1, False, [small_pods(300)])  # 110 pods at most on any one node
+    fixes = failure(node_group("m5.large", 1), plan).split("Fix one of:\n")[1].splitlines()
+    assert "  - no x86_64 instance type in the table holds it on 1 node(s): add nodes too" in fixes, fixes
