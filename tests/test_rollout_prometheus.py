@@ -10,6 +10,7 @@ import base64
 import http.server
 import json
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ class FakePrometheus:
         self.answer: Answer = json_answer("{}")
         self.authorizations: list[str | None] = []
         self.paths: list[str] = []
+        self.errors: list[BaseException | None] = []  # what its handlers raised (a client that hung up)
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,8 +46,15 @@ class FakePrometheus:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # Kept, not printed: a client gone mid-answer (a run stopped by a signal) would print a traceback
+                # from this server's thread into whichever test's stderr is captured by then.
+                owner.errors.append(sys.exc_info()[1])
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         serve_in_background(self.server)
 
