@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_commands() -> Iterator[None]:
+    """The commands these tests start take SIGINT as from a terminal, however the suite was started.
+
+    A background job of a non-interactive shell (`cmd &` in a script) starts with SIGINT ignored, and
+    Python and every process it starts keep it so: `canary run`'s Ctrl-C tests would see nothing happen.
+    A Python handler here is reset to the default in each child at exec."""
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")
