@@ -136,8 +136,6 @@ def test_a_deployment_or_virtual_service_without_the_listed_parts_tells_nothing_
     a_map_of_hosts = virtual_service([{"route": [route("v1", 60), route("v2", 40)]}])
     a_map_of_hosts["outputs"]["spec"]["hosts"] = {"0": "nginx"}  # not a list: no first host
     assert "canaryImage" not in deployed_config([a_map_of_hosts, deployment("nginx-v2", 1, "nginx:2")])
-    one_container = deployment("nginx-v2", 1, "nginx:2")
-    assert deployed_config([split, one_container])["canaryImage"] == "nginx:2"
 
 
 def test_a_route_matching_other_than_headers_is_no_header_route() -> None:
