@@ -15,8 +15,12 @@ apply` to a copy of the VirtualService (as the seed walkthrough does by hand); a
 mocks: imports and resource registration), and the phases of real updates read from the
 engine's log (`pulumi up -v=9 --logtostderr`, which is slower itself: compare phases, not
 totals): the language host's answers, the program's start, its run with the engine and
-the provider, its exit. Prints medians, the ratio to kubectl from the same run and the
-machine's load. Leaves the stack at its starting weight.
+the provider, its exit. Last, the floor: the same weight change made by the smallest Pulumi
+program that can make it (one provider, one VirtualService, the same venv, engine, provider
+and cluster, a stack of its own created and removed by the run), so that what is the
+program's own (ours minus the floor) is told apart from what any Pulumi program pays on this
+machine. Prints medians, the ratio to kubectl from the same run and the machine's load.
+Leaves the stack at its starting weight.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +46,35 @@ from tests.harness import DictConfig  # noqa: E402
 from workloads import manifests  # noqa: E402
 
 BENCH_COPY = "nginx-virtual-svc-benchmark"
+FLOOR_COPY = "nginx-virtual-svc-floor"
+
+# The floor: one provider and one VirtualService, no settings, no other resource.
+FLOOR_PROJECT = """\
+name: weight-floor
+runtime:
+  name: python
+  options:
+    toolchain: pip
+    virtualenv: {venv}
+"""
+FLOOR_PROGRAM = """\
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+config = pulumi.Config()
+provider = k8s.Provider("floor", kubeconfig=config.require("kubeconfig"))
+manifest = json.loads(config.require("manifest"))
+k8s.apiextensions.CustomResource(
+    "floor",
+    api_version=manifest["apiVersion"],
+    kind=manifest["kind"],
+    metadata=manifest["metadata"],
+    spec=manifest["spec"],
+    opts=pulumi.ResourceOptions(provider=provider),
+)
+"""
 
 
 def sh(*argv: str, stdin: str | None = None) -> str:
@@ -71,11 +105,47 @@ class PulumiStack:
         return self("config", "get", key).strip()
 
 
-def copy_manifest(weight: int) -> str:
+def copy_manifest(weight: int, name: str = BENCH_COPY) -> str:
     settings = load_settings(DictConfig({"canaryWeight": str(weight)}))
     vs = manifests.virtual_service(settings.app, ingress_gateway(settings.mesh.traffic_api))
-    vs["metadata"]["name"] = BENCH_COPY
+    vs["metadata"]["name"] = name
     return json.dumps({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", **vs})
+
+
+def floor_times(kubeconfig: str, weights: list[int]) -> tuple[list[float], float]:
+    """Wall times (until visible) and CPU seconds per change of the floor program, on a stack of its own."""
+    with tempfile.TemporaryDirectory(prefix="weight-floor-") as directory:
+        (Path(directory) / "Pulumi.yaml").write_text(FLOOR_PROJECT.format(venv=ROOT / "venv"))
+        (Path(directory) / "__main__.py").write_text(FLOOR_PROGRAM)
+        stack = f"weight-floor-{os.getpid()}"
+
+        def pulumi(*args: str) -> None:
+            subprocess.run(
+                ["pulumi", *args, "--stack", stack, "--non-interactive"],
+                cwd=directory,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+
+        def up(weight: int) -> None:
+            pulumi("up", "--yes", "--skip-preview", "--config", f"manifest={copy_manifest(weight, FLOOR_COPY)}")
+
+        pulumi("stack", "init")
+        try:
+            pulumi("config", "set", "kubeconfig", kubeconfig)
+            up(0)
+            times = []
+            cpu_start = children_cpu()
+            for weight in weights:
+                start = time.perf_counter()
+                up(weight)
+                times.append(wait_for(kubeconfig, FLOOR_COPY, [100 - weight, weight], start))
+            cpu = (children_cpu() - cpu_start) / len(weights)
+            pulumi("destroy", "--yes", "--skip-preview")
+        finally:
+            pulumi("stack", "rm", "--yes", "--force")
+    return times, cpu
 
 
 PROGRAM_RUN = (
@@ -197,6 +267,7 @@ def main() -> None:
         if stack_file.exists()
         else float("nan")
     )
+    floor, floor_cpu = floor_times(kubeconfig, weights)
     phases: dict[str, list[float]] = {label: [] for label in PHASES}
     for weight in weights[:3]:
         logged_up = ["pulumi", "up", "--yes", "--skip-preview", "--config", f"canaryWeight={weight}"]
@@ -228,6 +299,12 @@ def main() -> None:
     print("  phases of `pulumi up -v=9` (engine log, median of 3 updates):")
     for label, seconds in phases.items():
         print(f"    {label + ':':58} {statistics.median(seconds):.2f} s" if seconds else f"    {label}: not in the log")
+    lowest = statistics.median(floor)
+    print(
+        f"the floor: a one-resource program, pulumi up --config:   median {lowest:.2f} s "
+        f"({lowest / by_hand:.1f}x kubectl)"
+    )
+    print(f"  CPU seconds per change {floor_cpu:.2f}; the program's own share: {one - lowest:.2f} s of {one:.2f} s")
     print(f"load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores")
 
 
