@@ -52,6 +52,12 @@ class Served:
         return ", ".join(parts)
 
 
+def _percent_shares(weights: list[int]) -> list[int]:
+    """Each destination's percent of the requests: both APIs split by weight / sum of the weights."""
+    total = sum(weights)
+    return [round(100 * weight / total) if total else 0 for weight in weights]
+
+
 def _live(resources: Iterable[Mapping[str, Any]], type_: str) -> list[Mapping[str, Any]]:
     return [r for r in resources if r.get("type") == type_ and not r.get("delete")]
 
@@ -72,8 +78,10 @@ def served_by(resources: Iterable[Mapping[str, Any]]) -> Served | None:
             header = next(iter(headers), None)
             continue
         routes = http.get("route") or []
-        implicit = 100 if len(routes) == 1 else 0
-        split = {str(_get(route, "destination", "subset")): int(route.get("weight", implicit)) for route in routes}
+        # Istio: a lone destination takes every request whatever its weight; beside others, no weight is 0.
+        weights = [100] if len(routes) == 1 else [int(route.get("weight", 0)) for route in routes]
+        subsets = [str(_get(route, "destination", "subset")) for route in routes]
+        split = dict(zip(subsets, _percent_shares(weights), strict=True))
         # Istio mirrors every request when a mirror has no mirrorPercentage.
         mirror = int(_get(http, "mirrorPercentage", "value") or 100) if http.get("mirror") else 0
     stable = str(annotations.get("canary/stable-version", ""))
@@ -103,8 +111,10 @@ def _served_by_http_route(route: Mapping[str, Any]) -> Served:
             header = headers[0].get("name")
             continue
         backends = rule.get("backendRefs") or []
-        implicit = 100 if len(backends) == 1 else 0  # the Gateway API's default weight 1: a lone backend gets all
-        split = {_version_of(app, str(b.get("name", ""))): int(b.get("weight", implicit)) for b in backends}
+        # The Gateway API: no weight is weight 1, and a weight 0 backend gets nothing (a lone one too).
+        weights = [int(backend.get("weight", 1)) for backend in backends]
+        versions = [_version_of(app, str(backend.get("name", ""))) for backend in backends]
+        split = dict(zip(versions, _percent_shares(weights), strict=True))
         mirrors = [f for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
         # The Gateway API mirrors every request when a RequestMirror has no percent (nor fraction).
         mirror = int(_get(mirrors[0], "requestMirror", "percent") or 100) if mirrors else 0

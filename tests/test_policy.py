@@ -363,6 +363,7 @@ def test_a_lone_backend_of_an_http_route_gets_all_of_its_requests() -> None:
     lone = http_route({"v2": 1})
     (message,) = check_route(lone, {"allowPromotion": False})
     assert "sends 100% to canary 'nginx-v2'" in message
+    assert check_route(http_route({"v2": 0}), {"allowPromotion": False}) == [], "weight 0: nothing, even alone"
 
 
 @pytest.mark.parametrize("weight", ["10", "50", "100"])

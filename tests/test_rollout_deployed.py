@@ -71,6 +71,36 @@ def test_a_lone_destination_takes_every_request_and_a_weightless_one_beside_othe
     assert served_by([http_route([{"backendRefs": [{"name": "nginx-v1"}]}])]) == Served({"v1": 100}, "v1", "v2")
 
 
+def test_a_lone_virtual_service_destination_takes_every_request_whatever_its_weight() -> None:
+    assert served_by([virtual_service([{"route": [route("v2", 30)]}])]) == Served({"v2": 100}, "v1", "v2")
+
+
+def test_an_http_route_backend_without_a_weight_weighs_1_as_the_gateway_api_says() -> None:
+    """A hand-edited route: the Gateway API's default weight is 1 and shares are proportional."""
+    beside = [{"name": "nginx-v1", "weight": 3}, {"name": "nginx-v2"}]
+    assert served_by([http_route([{"backendRefs": beside}])]) == Served({"v1": 75, "v2": 25}, "v1", "v2")
+    neither = [{"name": "nginx-v1"}, {"name": "nginx-v2"}]
+    assert served_by([http_route([{"backendRefs": neither}])]) == Served({"v1": 50, "v2": 50}, "v1", "v2")
+
+
+def test_a_weight_0_backend_gets_nothing_even_alone() -> None:
+    lone_zero = [{"name": "nginx-v2", "weight": 0}]
+    assert served_by([http_route([{"backendRefs": lone_zero}])]) == Served({"v2": 0}, "v1", "v2")
+    lone_five = [{"name": "nginx-v2", "weight": 5}]
+    assert served_by([http_route([{"backendRefs": lone_five}])]) == Served({"v2": 100}, "v1", "v2")
+    all_zero = [{"name": "nginx-v1", "weight": 0}, {"name": "nginx-v2", "weight": 0}]
+    assert served_by([http_route([{"backendRefs": all_zero}])]) == Served({"v1": 0, "v2": 0}, "v1", "v2")
+
+
+def test_weights_that_do_not_sum_to_100_are_read_as_proportions() -> None:
+    """Istio and the Gateway API both send weight / sum of weights of the requests to a destination."""
+    assert served_by([virtual_service([{"route": [route("v1", 1), route("v2", 3)]}])]) == Served(
+        {"v1": 25, "v2": 75}, "v1", "v2"
+    )
+    backends = [{"name": "nginx-v1", "weight": 2}, {"name": "nginx-v2", "weight": 1}]
+    assert served_by([http_route([{"backendRefs": backends}])]) == Served({"v1": 67, "v2": 33}, "v1", "v2")
+
+
 def test_without_the_programs_annotations_the_versions_are_unknown_not_none() -> None:
     served = served_by([virtual_service([{"route": [route("v1", 100)]}], annotations={})])
     assert served is not None and (served.stable, served.canary) == ("", "")
