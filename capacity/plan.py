@@ -136,10 +136,11 @@ class CapacityPlan:
         """Share of each dimension left free (pods counted on the busiest node)."""
         if self.node_count == 0:
             return {"pods": 0.0, "cpu": 0.0, "memory": 0.0}
+        # (room - used) / room, not 1 - used / room: 88 of 110 pods is 0.2 exactly, not 0.19999999999999996.
         return {
-            "pods": 1 - self.pods_per_node / self.node.max_pods,
-            "cpu": 1 - self.needed.cpu_m / self.capacity.cpu_m,
-            "memory": 1 - self.needed.memory_mib / self.capacity.memory_mib,
+            "pods": (self.node.max_pods - self.pods_per_node) / self.node.max_pods,
+            "cpu": (self.capacity.cpu_m - self.needed.cpu_m) / self.capacity.cpu_m,
+            "memory": (self.capacity.memory_mib - self.needed.memory_mib) / self.capacity.memory_mib,
         }
 
 

@@ -702,6 +702,15 @@ def test_the_roomy_node_count_advised_goes_up_to_the_largest_the_settings_accept
     assert (advice in message) if advised else ("nodeDesiredCount =" not in message), message
 
 
+def test_exactly_20_percent_free_is_enough_headroom() -> None:
+    """88 of an m5.4xlarge's 110 pods leave 20 % free: not tight, and the roomy count advised reaches it."""
+    at_the_line = plan_for(describe("m5.4xlarge"), 1, False, [small_pods(88)])
+    assert at_the_line.headroom["pods"] == HEADROOM_WARNING
+    below_it = plan_for(describe("m5.4xlarge"), 1, False, [small_pods(176)])
+    tight = {dimension: share for dimension, share in below_it.headroom.items() if share < HEADROOM_WARNING}
+    assert "nodeDesiredCount = 2 leaves at least 20% of each." in warning(node_group("m5.4xlarge", 1), below_it, tight)
+
+
 def test_when_no_type_in_the_table_holds_it_the_fix_says_to_add_nodes_too() -> None:
     plan = plan_for(describe("m5.large"), 1, False, [small_pods(300)])  # 110 pods at most on any one node
     fixes = failure(node_group("m5.large", 1), plan).split("Fix one of:\n")[1].splitlines()
