@@ -62,7 +62,7 @@ class StackStandIn:
     def deploy(self, changes: dict[str, str], message: str) -> None:
         """An update of the stack, by this run or anyone else."""
         self.deployed.update(changes)
-        self.history.append(Update(self.history[-1].version + 1, message))
+        self.history.append(Update((self.history[-1].version if self.history else 0) + 1, message))
 
     def served(self) -> Served | None:
         app = load_settings(DictConfig(self.deployed)).app
@@ -71,10 +71,11 @@ class StackStandIn:
         return Served(split, app.stable.label, app.canary.label, header, app.mirror_percent)
 
     def last_update(self) -> Update | None:
-        return self.history[-1]
+        return self.history[-1] if self.history else None
 
     def updates_since(self, version: int) -> list[Update]:
-        return [update for update in reversed(self.history) if update.version > version]
+        """As the real stack reads them: one page of the 5 newest."""
+        return [update for update in reversed(self.history) if update.version > version][:5]
 
     def read_record(self) -> RunRecord | None:
         return RunRecord.decode(self.tags["run"]) if "run" in self.tags else None
@@ -468,6 +469,25 @@ def test_another_canary_version_deployed_under_the_run_stops_it_holding() -> Non
     assert (report.outcome, stack.weights) == (Outcome.HELD, ["10"])
 
 
+def test_an_analysis_that_holds_reads_no_update_history() -> None:
+    """Each history read is a `pulumi stack history`: an analysis reads it only when the run's own update comes
+    next (its base for the check after that update), so a held analysis costs no read."""
+
+    class CountingStack(StackStandIn):
+        history_reads = 0
+
+        def last_update(self) -> Update | None:
+            self.history_reads += 1
+            return super().last_update()
+
+    straight, held_once = CountingStack(), CountingStack()
+    for stack, metrics in ((straight, Metrics(HEALTHY)), (held_once, Metrics(DOWN, HEALTHY))):
+        rollout, record = start(stack, metrics)
+        assert rollout.run(OPTIONS, record).outcome is Outcome.PROMOTED
+    assert rollout.view.verdicts.count(Verdict.HOLD) == 1  # type: ignore[attr-defined]
+    assert held_once.history_reads == straight.history_reads
+
+
 def test_someone_else_changing_the_split_during_an_interval_stops_the_run_holding() -> None:
     stack = StackStandIn()
 
@@ -525,6 +545,51 @@ def test_an_update_that_slips_in_before_the_runs_update_holds_the_run_naming_it(
     lines = rollout.view.lines  # type: ignore[attr-defined]
     assert "update 3 (no message) by someone else ran just before this run's update 4, which replaced it" in lines[-1]
     assert stack.read_record() is not None, "kept: resume or abort decides"
+
+
+def others_update_around_the_runs_step(stack: StackStandIn, before: int = 0, after: int = 0) -> None:
+    """Updates by someone else that leave the split alone, just before or just after the run's step to 25 %."""
+    applied = stack.apply
+
+    def around(changes: Mapping[str, str], message: str) -> float:
+        is_the_step = changes == {"canaryWeight": "25"}
+        for replicas in range(before if is_the_step else 0):
+            stack.deploy({"stableReplicas": str(3 + replicas)}, "")
+        seconds = applied(changes, message)
+        for replicas in range(after if is_the_step else 0):
+            stack.deploy({"stableReplicas": str(3 + replicas)}, "")
+        return seconds
+
+    stack.apply = around  # type: ignore[method-assign]
+
+
+def test_an_update_that_slips_in_before_a_new_stacks_first_update_holds_the_run() -> None:
+    """A stack with no update yet: anything before the run's first update slipped in, from version 1 on."""
+    stack = StackStandIn()
+    stack.history = []
+    applied = stack.apply
+
+    def first_update_loses_the_lock(changes: Mapping[str, str], message: str) -> float:
+        if changes == {"canaryWeight": "10"}:
+            stack.deploy({"stableReplicas": "3"}, "")
+        return applied(changes, message)
+
+    stack.apply = first_update_loses_the_lock  # type: ignore[method-assign]
+    rollout, record = start(stack, Metrics(HEALTHY))
+    assert rollout.run(OPTIONS, record).outcome is Outcome.HELD
+    lines = rollout.view.lines  # type: ignore[attr-defined]
+    assert "update 1 (no message) by someone else ran just before this run's update 2, which replaced it" in lines[-1]
+
+
+def test_updates_right_after_the_runs_own_did_not_slip_in_before_it() -> None:
+    """Whatever lands after the run's update is the next analysis' to judge (by what is served), not a lost race:
+    here it leaves the split alone, so the run goes on; also when the run's update is off the history's page."""
+    for after in (1, 5):
+        stack = StackStandIn()
+        others_update_around_the_runs_step(stack, after=after)
+        rollout, record = start(stack, Metrics(HEALTHY))
+        assert rollout.run(OPTIONS, record).outcome is Outcome.PROMOTED, after
+        assert stack.weights == ["10", "25", "50", "100", "0"]
 
 
 def test_an_abort_elsewhere_during_an_interval_is_never_overwritten() -> None:
