@@ -285,6 +285,17 @@ def test_the_live_view_redraws_one_line_on_a_terminal_and_prints_lines_elsewhere
             assert stream.getvalue() == "".join(f"{line}\n" for line in expected) + verdict
 
 
+def test_only_the_line_after_a_live_one_clears_it() -> None:
+    terminal = Terminal()
+    view = ProgressView(terminal)
+    view.tick(0, 10, [CheckResult(SUCCESS, 100.0)], 5.0)
+    view.say("step 2/4: canaryWeight=25 (pulumi up)")
+    view.say("step 2/4: applied in 4.0 s")
+    assert terminal.getvalue().split("\r\033[K")[2:] == [
+        "step 2/4: canaryWeight=25 (pulumi up)\nstep 2/4: applied in 4.0 s\n"
+    ]
+
+
 def test_outcomes_carry_their_report_word_and_exit_code() -> None:
     codes = {outcome.word: outcome.exit_code for outcome in Outcome}
     assert codes == {
