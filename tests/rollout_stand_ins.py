@@ -182,7 +182,8 @@ def engine_stand_in(
 
     A successful `up` also appends its `--message` to updates.txt (for DeployingStackStandIn). It answers
     `pulumi version`, and `pulumi stack ls --json` with stacks dev and prod, `selected` the current one; outside
-    a project (no Pulumi.yaml in its working directory) it fails as pulumi does."""
+    a project (no Pulumi.yaml in its working directory) it fails as pulumi does. Each run that leads a session
+    of its own (a Ctrl-C at the terminal does not reach it) appends "own" to session.txt."""
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "pulumi"
     log = bin_dir / "calls.txt"
@@ -194,6 +195,8 @@ def engine_stand_in(
         "if [ ! -f Pulumi.yaml ]; then echo 'error: no Pulumi.yaml project file found' >&2; exit 255; fi",
         f"case \"$*\" in *'stack ls --json'*) printf '%s' '{stacks}'; exit 0;; esac",  # after --non-interactive
         f"printf '%s' '{output}'",
+        # Whether it leads a session of its own (field 6 of /proc/PID/stat is the session id).
+        f"[ \"$(cut -d' ' -f6 /proc/$$/stat)\" = $$ ] && echo own >> '{bin_dir / 'session.txt'}'",
     ]
     if interrupts:
         lines += [

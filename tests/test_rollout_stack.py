@@ -244,6 +244,29 @@ def test_a_second_ctrl_c_forces_the_engine_to_stop(monkeypatch: pytest.MonkeyPat
     assert said[1] == "interrupted again: forcing pulumi to stop now"
 
 
+def test_a_third_ctrl_c_kills_the_engine(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    """An engine stuck even after the forced stop: the third Ctrl-C sends SIGKILL, which it cannot trap."""
+    log = engine_stand_in(bin_dir, "", 0, interrupts=3)
+    stack, _, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(UpdateInterrupted):
+            stack.apply({"canaryWeight": "40"}, "m")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert log.read_text().splitlines()[1:] == ["SIGINT", "SIGINT"], "the third signal was not a trappable SIGINT"
+    assert said[1:3] == ["interrupted again: forcing pulumi to stop now"] * 2
+
+
+def test_the_engine_runs_in_a_session_of_its_own(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    """A Ctrl-C at the terminal goes to the whole foreground process group: the engine must get only the one the
+    tool forwards (two at once would force it, leaving operations pending)."""
+    engine_stand_in(bin_dir, "", 0)
+    stack, _, _ = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
+    stack.apply({"canaryWeight": "40"}, "m")
+    assert (bin_dir / "session.txt").read_text().splitlines() == ["own"], "the one `pulumi up`, in its own session"
+
+
 def test_the_engine_runs_with_the_workspaces_environment_and_pulumi_home(
     monkeypatch: pytest.MonkeyPatch, bin_dir: Path, tmp_path: Path
 ) -> None:
