@@ -11,7 +11,7 @@ import json
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -39,12 +39,15 @@ class CanaryCommand:
 class Background:
     """`canary ... --json` running in the background; its progress (stderr) read line by line as it comes."""
 
+    started: ClassVar[list[Background]] = []
+
     def __init__(self, canary: CanaryCommand, *args: str, env: dict[str, str] | None = None) -> None:
         self.canary = canary
         self.argv = canary.argv(*args, "--json")
         self.process = subprocess.Popen(
             self.argv, env=env or canary.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        Background.started.append(self)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -59,6 +62,15 @@ class Background:
         while not any(text in line for line in self.lines):
             assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.lines)
             time.sleep(0.05)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """Stops the runs a failed test left going (SIGTERM: each cancels its update cleanly) and waits for them."""
+        for leftover in cls.started:
+            if leftover.process.poll() is None:
+                leftover.process.terminate()
+                leftover.process.communicate(timeout=180)
+        cls.started.clear()
 
     def finish(self, timeout: float = 180) -> tuple[int | None, dict[str, Any], str]:
         assert self.process.stdout is not None

@@ -18,7 +18,7 @@ import pytest
 
 from rollout.demo import MeshTraffic, PrometheusServer
 from tests.e2e.cli import Kubectl, Stack
-from tests.e2e.conftest import WINDOW
+from tests.e2e.conftest import WINDOW, failed
 from tests.e2e.test_canary_cli import Background, CanaryCommand, config, split
 from tests.test_rollout_prometheus import FakePrometheus, json_answer, vector
 
@@ -31,6 +31,20 @@ def canary(stack: Stack, prometheus: PrometheusServer, mesh_traffic: MeshTraffic
     stack.set_config("canaryReplicas", "1")
     stack("up", "--yes")
     return CanaryCommand(stack, prometheus)
+
+
+@pytest.fixture(autouse=True)
+def a_failed_case_leaves_the_next_a_stack_at_stable(
+    request: pytest.FixtureRequest, canary: CanaryCommand
+) -> Iterator[None]:
+    """The cases share one stack, and each ends by sending all traffic back to stable. One that fails before its
+    end would leave a run going or recorded, and every later case would fail on it: after a failure, its runs
+    are stopped and `canary abort` ends what they left (the failure itself is reported as it was)."""
+    yield
+    if failed(request):
+        Background.stop_all()
+        canary("abort")
+    Background.started.clear()
 
 
 @pytest.fixture(scope="module")
