@@ -211,10 +211,12 @@ def test_before_the_first_update_the_report_says_nothing_is_deployed(
     assert stack.served() is None and stack.deployed_split() is None
 
 
-def test_a_ctrl_c_cancels_the_engine_lets_it_finish_and_reconciles(
-    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
-) -> None:
-    log = engine_stand_in(bin_dir, "", 0, interrupts=1)
+def interrupted_update(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path, interrupts: int
+) -> tuple[list[str], list[str], UpdateInterrupted, AutomationStackStandIn]:
+    """An update to 40 % that gets `interrupts` Ctrl-Cs: the signals the engine trapped, what the tool said,
+    the error and the stack's config after it."""
+    log = engine_stand_in(bin_dir, "", 0, interrupts=interrupts)
     stack, automation, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -222,40 +224,33 @@ def test_a_ctrl_c_cancels_the_engine_lets_it_finish_and_reconciles(
             stack.apply({"canaryWeight": "40"}, "m")
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert log.read_text().splitlines()[1:] == ["SIGINT"], "the engine got one Ctrl-C, and was not killed"
+    return log.read_text().splitlines()[1:], said, interrupted.value, automation
+
+
+def test_a_ctrl_c_cancels_the_engine_lets_it_finish_and_reconciles(
+    monkeypatch: pytest.MonkeyPatch, bin_dir: Path
+) -> None:
+    trapped, said, interrupted, automation = interrupted_update(monkeypatch, bin_dir, 1)
+    assert trapped == ["SIGINT"], "the engine got one Ctrl-C, and was not killed"
     assert said == [
         "interrupted: cancelling the update; pulumi finishes the operations in flight and unlocks the stack "
         "(interrupt again to force it, which can leave operations pending)"
     ]
     assert automation.config[f"{PROJECT}:canaryWeight"] == "10"
-    assert str(interrupted.value).splitlines()[:2] == ["the update was cancelled", "deployed: v1 90% / v2 10%"]
+    assert str(interrupted).splitlines()[:2] == ["the update was cancelled", "deployed: v1 90% / v2 10%"]
 
 
-def test_a_second_ctrl_c_forces_the_engine_to_stop(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
-    log = engine_stand_in(bin_dir, "", 0, interrupts=2)
-    stack, _, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(UpdateInterrupted):
-            stack.apply({"canaryWeight": "40"}, "m")
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert log.read_text().splitlines()[1:] == ["SIGINT", "SIGINT"]
-    assert said[1] == "interrupted again: forcing pulumi to stop now"
-
-
-def test_a_third_ctrl_c_kills_the_engine(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
-    """An engine stuck even after the forced stop: the third Ctrl-C sends SIGKILL, which it cannot trap."""
-    log = engine_stand_in(bin_dir, "", 0, interrupts=3)
-    stack, _, said = open_stack(monkeypatch, bin_dir, AT_10, AT_10)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(UpdateInterrupted):
-            stack.apply({"canaryWeight": "40"}, "m")
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert log.read_text().splitlines()[1:] == ["SIGINT", "SIGINT"], "the third signal was not a trappable SIGINT"
-    assert said[1:3] == ["interrupted again: forcing pulumi to stop now"] * 2
+def test_a_second_ctrl_c_forces_the_engine_to_stop_and_a_third_kills_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The second Ctrl-C is forwarded (the engine's forced stop); an engine stuck even then gets SIGKILL from the
+    third, which it cannot trap."""
+    trapped, said, _, _ = interrupted_update(monkeypatch, tmp_path / "second", 2)
+    assert trapped == ["SIGINT", "SIGINT"]
+    assert said[1:] == ["interrupted again: forcing pulumi to stop now"]
+    trapped, said, _, _ = interrupted_update(monkeypatch, tmp_path / "third", 3)
+    assert trapped == ["SIGINT", "SIGINT"], "the third signal was not a trappable SIGINT"
+    assert said[1:] == ["interrupted again: forcing pulumi to stop now"] * 2
 
 
 def test_the_engine_runs_in_a_session_of_its_own(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
