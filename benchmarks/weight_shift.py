@@ -77,8 +77,8 @@ k8s.apiextensions.CustomResource(
 """
 
 
-def sh(*argv: str, stdin: str | None = None) -> str:
-    return subprocess.run(argv, cwd=ROOT, input=stdin, capture_output=True, text=True, check=True).stdout
+def sh(*argv: str, stdin: str | None = None, cwd: Path = ROOT, check: bool = True) -> str:
+    return subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, check=check).stdout
 
 
 def live_weights(kubeconfig: str, name: str) -> list[int]:
@@ -95,11 +95,12 @@ def wait_for(kubeconfig: str, name: str, weights: list[int], start: float) -> fl
 
 
 class PulumiStack:
-    def __init__(self, stack: str) -> None:
+    def __init__(self, stack: str, project: Path = ROOT) -> None:
         self.stack = stack
+        self.project = project
 
-    def __call__(self, *args: str) -> str:
-        return sh("pulumi", *args, "--stack", self.stack, "--non-interactive")
+    def __call__(self, *args: str, check: bool = True) -> str:
+        return sh("pulumi", *args, "--stack", self.stack, "--non-interactive", cwd=self.project, check=check)
 
     def config(self, key: str) -> str:
         return self("config", "get", key).strip()
@@ -117,16 +118,7 @@ def floor_times(kubeconfig: str, weights: list[int]) -> tuple[list[float], float
     with tempfile.TemporaryDirectory(prefix="weight-floor-") as directory:
         (Path(directory) / "Pulumi.yaml").write_text(FLOOR_PROJECT.format(venv=ROOT / "venv"))
         (Path(directory) / "__main__.py").write_text(FLOOR_PROGRAM)
-        stack = f"weight-floor-{os.getpid()}"
-
-        def pulumi(*args: str, check: bool = True) -> None:
-            subprocess.run(
-                ["pulumi", *args, "--stack", stack, "--non-interactive"],
-                cwd=directory,
-                check=check,
-                capture_output=True,
-                text=True,
-            )
+        pulumi = PulumiStack(f"weight-floor-{os.getpid()}", Path(directory))
 
         def up(weight: int) -> None:
             pulumi("up", "--yes", "--skip-preview", "--config", f"manifest={copy_manifest(weight, FLOOR_COPY)}")
