@@ -528,31 +528,13 @@ def test_an_abort_that_slips_in_before_the_runs_update_is_honoured() -> None:
     assert f"run {record.id} was aborted elsewhere; the abort stands (all traffic to stable)" in rollout.view.lines  # type: ignore[attr-defined]
 
 
-def test_an_update_that_slips_in_before_the_runs_update_holds_the_run_naming_it() -> None:
-    stack = StackStandIn()
-    applied = stack.apply
-
-    def a_plain_pulumi_up_wins_the_lock_first(changes: Mapping[str, str], message: str) -> float:
-        if changes == {"canaryWeight": "25"}:  # between the run's check and its update; `pulumi up` has no message
-            stack.deploy({"stableReplicas": "3"}, "")
-        return applied(changes, message)
-
-    stack.apply = a_plain_pulumi_up_wins_the_lock_first  # type: ignore[method-assign]
-    rollout, record = start(stack, Metrics(HEALTHY))
-    report = rollout.run(OPTIONS, record)
-    assert report.outcome is Outcome.HELD
-    assert stack.weights == ["10", "25"]
-    lines = rollout.view.lines  # type: ignore[attr-defined]
-    assert "update 3 (no message) by someone else ran just before this run's update 4, which replaced it" in lines[-1]
-    assert stack.read_record() is not None, "kept: resume or abort decides"
-
-
-def others_update_around_the_runs_step(stack: StackStandIn, before: int = 0, after: int = 0) -> None:
-    """Updates by someone else that leave the split alone, just before or just after the run's step to 25 %."""
+def others_update_around_the_runs_step(stack: StackStandIn, weight: str, before: int = 0, after: int = 0) -> None:
+    """Plain `pulumi up`s by someone else (no message) that leave the split alone, just before the run's step to
+    `weight` (between its check and its update) or just after it."""
     applied = stack.apply
 
     def around(changes: Mapping[str, str], message: str) -> float:
-        is_the_step = changes == {"canaryWeight": "25"}
+        is_the_step = changes == {"canaryWeight": weight}
         for replicas in range(before if is_the_step else 0):
             stack.deploy({"stableReplicas": str(3 + replicas)}, "")
         seconds = applied(changes, message)
@@ -563,18 +545,23 @@ def others_update_around_the_runs_step(stack: StackStandIn, before: int = 0, aft
     stack.apply = around  # type: ignore[method-assign]
 
 
+def test_an_update_that_slips_in_before_the_runs_update_holds_the_run_naming_it() -> None:
+    stack = StackStandIn()
+    others_update_around_the_runs_step(stack, "25", before=1)
+    rollout, record = start(stack, Metrics(HEALTHY))
+    report = rollout.run(OPTIONS, record)
+    assert report.outcome is Outcome.HELD
+    assert stack.weights == ["10", "25"]
+    lines = rollout.view.lines  # type: ignore[attr-defined]
+    assert "update 3 (no message) by someone else ran just before this run's update 4, which replaced it" in lines[-1]
+    assert stack.read_record() is not None, "kept: resume or abort decides"
+
+
 def test_an_update_that_slips_in_before_a_new_stacks_first_update_holds_the_run() -> None:
     """A stack with no update yet: anything before the run's first update slipped in, from version 1 on."""
     stack = StackStandIn()
     stack.history = []
-    applied = stack.apply
-
-    def first_update_loses_the_lock(changes: Mapping[str, str], message: str) -> float:
-        if changes == {"canaryWeight": "10"}:
-            stack.deploy({"stableReplicas": "3"}, "")
-        return applied(changes, message)
-
-    stack.apply = first_update_loses_the_lock  # type: ignore[method-assign]
+    others_update_around_the_runs_step(stack, "10", before=1)
     rollout, record = start(stack, Metrics(HEALTHY))
     assert rollout.run(OPTIONS, record).outcome is Outcome.HELD
     lines = rollout.view.lines  # type: ignore[attr-defined]
@@ -586,7 +573,7 @@ def test_updates_right_after_the_runs_own_did_not_slip_in_before_it() -> None:
     here it leaves the split alone, so the run goes on; also when the run's update is off the history's page."""
     for after in (1, 5):
         stack = StackStandIn()
-        others_update_around_the_runs_step(stack, after=after)
+        others_update_around_the_runs_step(stack, "25", after=after)
         rollout, record = start(stack, Metrics(HEALTHY))
         assert rollout.run(OPTIONS, record).outcome is Outcome.PROMOTED, after
         assert stack.weights == ["10", "25", "50", "100", "0"]
